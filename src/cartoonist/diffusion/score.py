@@ -1,0 +1,169 @@
+"""Score functions: converters from network parametrisations, and the counted/checked wrapper.
+
+A score function has the signature `score(x [B, ...], lam [B]) -> [B, ...]` and returns ∇_x log p_λ(x).
+With x = α x_0 + σ ε (digest §2.1):
+
+    ε-prediction:   s = −ε̂ / σ
+    x0-prediction:  s = (α x̂_0 − x) / σ²
+    v-prediction:   v = α ε − σ x_0  ⇒  ε̂ = (σ x + α v̂) / (α² + σ²),  s = −ε̂ / σ
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor
+
+from cartoonist.diffusion.schedules import Schedule
+
+__all__ = [
+    "ScoreFn",
+    "score_from_eps",
+    "score_from_x0",
+    "score_from_v",
+    "CountedScore",
+    "NonFiniteScoreError",
+]
+
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def _bcast(v: Tensor, x: Tensor) -> Tensor:
+    """[B] → [B, 1, ..., 1] matching x."""
+    return v.reshape(v.shape + (1,) * (x.dim() - v.dim())).to(x.dtype)
+
+
+def score_from_eps(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) -> ScoreFn:
+    """Score from a noise-prediction network ε̂(x, λ): s = −ε̂/σ_λ.
+
+    Args:
+        net: callable (x [B, ...], lam [B]) -> ε̂ [B, ...].
+        schedule: the schedule the network was trained with.
+    """
+
+    def score(x: Tensor, lam: Tensor) -> Tensor:
+        return -net(x, lam) / _bcast(schedule.sigma(lam), x)
+
+    return score
+
+
+def score_from_x0(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) -> ScoreFn:
+    """Score from a data-prediction (denoiser) network x̂_0(x, λ): s = (α x̂_0 − x)/σ².
+
+    Args:
+        net: callable (x [B, ...], lam [B]) -> x̂_0 [B, ...].
+        schedule: the schedule the network was trained with.
+    """
+
+    def score(x: Tensor, lam: Tensor) -> Tensor:
+        a, s2 = _bcast(schedule.alpha(lam), x), _bcast(schedule.g2(lam), x)
+        return (a * net(x, lam) - x) / s2
+
+    return score
+
+
+def score_from_v(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) -> ScoreFn:
+    """Score from a v-prediction network, v = α ε − σ x_0 (Salimans & Ho 2022).
+
+    Args:
+        net: callable (x [B, ...], lam [B]) -> v̂ [B, ...].
+        schedule: the schedule the network was trained with.
+    """
+
+    def score(x: Tensor, lam: Tensor) -> Tensor:
+        a, s = _bcast(schedule.alpha(lam), x), _bcast(schedule.sigma(lam), x)
+        eps = (s * x + a * net(x, lam)) / (a * a + s * s)
+        return -eps / s
+
+    return score
+
+
+class NonFiniteScoreError(FloatingPointError):
+    """The score function returned NaN or inf."""
+
+
+class CountedScore:
+    """Wraps a score function: counts evaluations (NFE) and checks the output.
+
+    One call — plain, or traced once inside `torch.func.jvp`/`vjp` — counts as one network function
+    evaluation. The output is checked to be finite and of the input's shape; a failure raises one
+    error naming the step and λ (set by the caller through `where`).
+
+    Args:
+        fn: callable (x [B, ...], lam [B]) -> [B, ...].
+        check: verify shape and finiteness of every output.
+    """
+
+    def __init__(self, fn: ScoreFn, check: bool = True):
+        self.fn, self.check, self.nfe = fn, check, 0
+        self.where = ""
+
+    def __call__(self, x: Tensor, lam: Tensor) -> Tensor:
+        self.nfe += 1
+        out = self.fn(x, lam)
+        if self.check:
+            self._check(out, x, lam)
+        return out
+
+    def _check(self, out, x, lam) -> None:
+        if not isinstance(out, Tensor) or out.shape != x.shape:
+            shape = getattr(out, "shape", type(out).__name__)
+            raise ValueError(f"score function returned shape {tuple(shape) if isinstance(shape, torch.Size) else shape}, expected {tuple(x.shape)} (the shape of x)")
+        bad = _nonfinite(out)
+        if bad is not None:
+            lam_v = float(lam.reshape(-1)[0]) if isinstance(lam, Tensor) else float(lam)
+            raise NonFiniteScoreError(
+                f"score function returned NaN/inf for sample {bad}{self.where} (λ={lam_v:.6g})"
+            )
+
+
+def _nonfinite(out: Tensor):
+    """Index of the first sample with a non-finite entry, or None. Works on plain tensors only."""
+    try:
+        ok = torch.isfinite(out.detach())
+        if bool(ok.all()):
+            return None
+        return int((~ok.reshape(ok.shape[0], -1).all(1)).nonzero()[0])
+    except RuntimeError:
+        # Inside torch.func transforms data-dependent control flow is not allowed; the caller
+        # re-checks the primal output outside the transform.
+        return None
+
+
+def lam_batch(lam, x: Tensor) -> Tensor:
+    """λ as a [B] tensor in x's dtype (accepts a float, a 0-d or a [B] tensor)."""
+    lam = torch.as_tensor(lam, dtype=x.dtype, device=x.device)
+    if lam.dim() == 0:
+        lam = lam.expand(x.shape[0])
+    if lam.shape != (x.shape[0],):
+        raise ValueError(f"lam must be a scalar or have shape [{x.shape[0]}], got {tuple(lam.shape)}")
+    return lam
+
+
+def as_counted(score) -> CountedScore:
+    """Wrap a score function in a fresh CountedScore (NFE from zero)."""
+    if not callable(score):
+        raise TypeError(f"score must be callable (x [B, ...], lam [B]) -> [B, ...], got {type(score).__name__}")
+    return CountedScore(score.fn if isinstance(score, CountedScore) else score)
+
+
+def check_batch(x, name: str = "x") -> Tensor:
+    """Validate a batch of states: a floating tensor [B, ...] with B ≥ 1, D ≥ 1, all finite."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor [B, ...], got {type(x).__name__}")
+    if not x.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
+    if x.dim() < 2 or x.shape[0] < 1 or x[0].numel() < 1:
+        raise ValueError(f"{name} must have shape [B, ...] with B ≥ 1 and ≥ 1 feature, got {tuple(x.shape)}")
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(f"{name} contains NaN or inf")
+    return x
+
+
+def check_per_sample(v, x: Tensor, name: str) -> Tensor:
+    """Validate a per-sample vector [B] (e.g. an initial log-density) against x [B, ...]."""
+    v = torch.as_tensor(v, dtype=torch.float64)
+    if v.shape != (x.shape[0],):
+        raise ValueError(f"{name} must have shape [{x.shape[0]}] (one value per sample), got {tuple(v.shape)}")
+    return v

@@ -1,0 +1,6 @@
+"""Exact oracles: densities whose noised marginals, scores and derivatives are known in closed form."""
+
+from cartoonist.oracles.fit import fit_mppca
+from cartoonist.oracles.gmm import GaussianMixture, LowRankCov
+
+__all__ = ["GaussianMixture", "LowRankCov", "fit_mppca"]
