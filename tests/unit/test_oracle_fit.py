@@ -92,8 +92,9 @@ def test_deterministic_and_classmethod_and_event_shape(problem):
     assert again.event_shape == (2, 5) and isinstance(again.schedule, cartoonist.VE)
     assert again.fit_log_likelihood == fitted.fit_log_likelihood
     x = data[:8]
-    torch.testing.assert_close(again.log_prob(x.reshape(8, 2, 5), math.inf),
-                               fitted.log_prob(x, math.inf), rtol=0, atol=0)
+    torch.testing.assert_close(
+        again.log_prob(x.reshape(8, 2, 5), math.inf), fitted.log_prob(x, math.inf), rtol=0, atol=0
+    )
     assert again.score(x.reshape(8, 2, 5), 0.0).shape == (8, 2, 5)
 
 

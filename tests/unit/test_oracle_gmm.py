@@ -1,8 +1,8 @@
 """Unit tests of the exact Gaussian-mixture oracle `cartoonist.oracles.gmm`.
 
-Every closed form is checked against an independent brute-force reference built from dense covariance
-matrices (torch.distributions.MultivariateNormal, torch.func derivatives, textbook Gaussian
-conditioning), in float64, for each covariance parametrisation the oracle accepts.
+Every closed form is checked against an independent brute-force reference built from dense
+covariance matrices (torch.distributions.MultivariateNormal, torch.func derivatives, textbook
+Gaussian conditioning), in float64, for each covariance parametrisation the oracle accepts.
 """
 
 from __future__ import annotations
@@ -18,7 +18,9 @@ import cartoonist
 from cartoonist.oracles import GaussianMixture, LowRankCov
 
 # torch.func's internal decompositions still call the deprecated torch.jit.script
-pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)
 
 DT = torch.float64
 K, D = 3, 4
@@ -26,7 +28,8 @@ KINDS = ["diagonal", "full", "isotropic", "lowrank", "eigen"]
 LAMS = [-3.0, 0.0, 4.0, math.inf]
 
 
-# -- construction of test mixtures with their dense reference covariances ---------------------------
+# -- construction of test mixtures with their dense reference covariances
+# ---------------------------
 def _make(kind: str, seed: int = 0, schedule=None, event_shape=None, d: int = D):
     """A K-component mixture of the given covariance kind and its dense covariances [K, d, d]."""
     g = torch.Generator().manual_seed(seed)
@@ -54,8 +57,9 @@ def _make(kind: str, seed: int = 0, schedule=None, event_shape=None, d: int = D)
         tau2 = torch.tensor([0.3, 0.1, 0.5], dtype=DT)
         P = U @ U.transpose(1, 2)
         dense = U @ torch.diag_embed(e) @ U.transpose(1, 2) + tau2[:, None, None] * (eye - P)
-        gmm = GaussianMixture.from_eigen(weights, means, U, e, tau2, schedule=schedule,
-                                         event_shape=event_shape)
+        gmm = GaussianMixture.from_eigen(
+            weights, means, U, e, tau2, schedule=schedule, event_shape=event_shape
+        )
         return gmm, weights, means, dense
     else:
         raise AssertionError(kind)
@@ -65,7 +69,9 @@ def _make(kind: str, seed: int = 0, schedule=None, event_shape=None, d: int = D)
 
 def _a2s2(schedule, lam: float):
     lam_t = torch.tensor(lam, dtype=DT)
-    return float(torch.exp(schedule.log_alpha2(lam_t))), float(torch.exp(schedule.log_sigma2(lam_t)))
+    return float(torch.exp(schedule.log_alpha2(lam_t))), float(
+        torch.exp(schedule.log_sigma2(lam_t))
+    )
 
 
 def _dense_components(weights, means, dense, a2, s2):
@@ -119,9 +125,11 @@ def test_log_prob_normalised_in_1d_quadrature(kind):
     g = torch.Generator().manual_seed(0)
     w = torch.tensor([0.2, 0.5, 0.3], dtype=DT)
     mu = torch.randn(K, 1, dtype=DT, generator=g)
-    cov = {"diagonal": torch.tensor([[0.3], [1.0], [2.0]], dtype=DT),
-           "full": torch.tensor([[[0.3]], [[1.0]], [[2.0]]], dtype=DT),
-           "isotropic": torch.tensor([0.3, 1.0, 2.0], dtype=DT)}[kind]
+    cov = {
+        "diagonal": torch.tensor([[0.3], [1.0], [2.0]], dtype=DT),
+        "full": torch.tensor([[[0.3]], [[1.0]], [[2.0]]], dtype=DT),
+        "isotropic": torch.tensor([0.3, 1.0, 2.0], dtype=DT),
+    }[kind]
     gmm = GaussianMixture(w, mu, cov)
     grid = torch.linspace(-15, 15, 6001, dtype=DT)[:, None]
     for lam in (-3.0, 0.0, math.inf):
@@ -136,15 +144,18 @@ def test_lam_batch_matches_scalar(kind):
     lam = torch.tensor([-3.0, 0.0, 4.0, math.inf], dtype=DT)
     lp, sc = gmm.log_prob(x, lam), gmm.score(x, lam)
     for i in range(4):
-        torch.testing.assert_close(lp[i], gmm.log_prob(x[i : i + 1], float(lam[i]))[0],
-                                   rtol=1e-12, atol=1e-12)
-        torch.testing.assert_close(sc[i], gmm.score(x[i : i + 1], float(lam[i]))[0],
-                                   rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(
+            lp[i], gmm.log_prob(x[i : i + 1], float(lam[i]))[0], rtol=1e-12, atol=1e-12
+        )
+        torch.testing.assert_close(
+            sc[i], gmm.score(x[i : i + 1], float(lam[i]))[0], rtol=1e-12, atol=1e-12
+        )
 
 
 # -- 2. derivatives -------------------------------------------------------------------------------
 def _autograd_derivs(gmm, x, lam):
     """Per-sample gradient, Hessian and ∇(tr Hessian) of log_prob by torch.func."""
+
     def f(x1):
         return gmm.log_prob(x1[None], lam)[0]
 
@@ -204,7 +215,9 @@ def test_posterior_at_lambda_inf_is_identity(kind):
     x = _points()
     torch.testing.assert_close(gmm.posterior_mean(x, math.inf), x, rtol=0, atol=1e-12)
     g = torch.Generator().manual_seed(0)
-    torch.testing.assert_close(gmm.sample_posterior(x, math.inf, generator=g), x, rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        gmm.sample_posterior(x, math.inf, generator=g), x, rtol=0, atol=1e-12
+    )
 
 
 # -- 4. sampling moments --------------------------------------------------------------------------
@@ -245,8 +258,12 @@ def test_sample_moments(kind):
     m, C = _mixture_moments(w, mu, dense)
     _check_moments(xs, m, C)
     # reproducible under a seeded generator
-    torch.testing.assert_close(gmm.sample(7, torch.Generator().manual_seed(3)),
-                               gmm.sample(7, torch.Generator().manual_seed(3)), rtol=0, atol=0)
+    torch.testing.assert_close(
+        gmm.sample(7, torch.Generator().manual_seed(3)),
+        gmm.sample(7, torch.Generator().manual_seed(3)),
+        rtol=0,
+        atol=0,
+    )
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -317,8 +334,13 @@ def test_bad_inputs_raise():
         GaussianMixture(torch.ones(K + 1), mu, var)
     with pytest.raises(ValueError):  # negative weights
         GaussianMixture(torch.tensor([0.5, -0.1, 0.6]), mu, var)
-    for bad in (torch.ones(K, D + 1), torch.ones(K + 1), torch.ones(K, D, D + 1),
-                torch.ones(K + 1, D, D), torch.ones(K, D, D, 1)):
+    for bad in (
+        torch.ones(K, D + 1),
+        torch.ones(K + 1),
+        torch.ones(K, D, D + 1),
+        torch.ones(K + 1, D, D),
+        torch.ones(K, D, D, 1),
+    ):
         with pytest.raises(ValueError):  # covariance of the wrong shape
             GaussianMixture(w, mu, bad)
     with pytest.raises(ValueError):
@@ -362,8 +384,12 @@ def test_low_rank_scales_to_images():
     Kb, Db, r, B = 20, 3072, 8, 16
     g = torch.Generator().manual_seed(0)
     W = 0.1 * torch.randn(Kb, Db, r, dtype=DT, generator=g)
-    gmm = GaussianMixture(torch.ones(Kb), torch.randn(Kb, Db, dtype=DT, generator=g),
-                          LowRankCov(W, torch.full((Kb,), 0.05, dtype=DT)), event_shape=(3, 32, 32))
+    gmm = GaussianMixture(
+        torch.ones(Kb),
+        torch.randn(Kb, Db, dtype=DT, generator=g),
+        LowRankCov(W, torch.full((Kb,), 0.05, dtype=DT)),
+        event_shape=(3, 32, 32),
+    )
     assert gmm.U.shape == (Kb, Db, r)  # eigen form, no D×D storage
     x = torch.randn(B, 3, 32, 32, dtype=DT, generator=g)
     t0 = time.perf_counter()
@@ -387,14 +413,17 @@ def test_with_schedule_ve(kind):
     x = 3 * _points()
     for lam in (-3.0, 0.0, 4.0, math.inf):
         s2 = math.exp(-lam)  # VE: α = 1, σ² = e^{−λ}
-        torch.testing.assert_close(ve.log_prob(x, lam), _ref_log_prob(x, w, mu, dense, 1.0, s2),
-                                   rtol=1e-10, atol=1e-10)
+        torch.testing.assert_close(
+            ve.log_prob(x, lam), _ref_log_prob(x, w, mu, dense, 1.0, s2), rtol=1e-10, atol=1e-10
+        )
         resp, m, _ = _ref_posterior(x, w, mu, dense, 1.0, s2)
-        torch.testing.assert_close(ve.posterior_mean(x, lam), (resp[..., None] * m).sum(1),
-                                   rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(
+            ve.posterior_mean(x, lam), (resp[..., None] * m).sum(1), rtol=1e-9, atol=1e-9
+        )
     # the original oracle is untouched (VP at λ = 0: α² = σ² = ½)
-    torch.testing.assert_close(gmm.log_prob(x, 0.0), _ref_log_prob(x, w, mu, dense, 0.5, 0.5),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        gmm.log_prob(x, 0.0), _ref_log_prob(x, w, mu, dense, 0.5, 0.5), rtol=1e-10, atol=1e-10
+    )
     # VE at λ = 0 differs from VP at λ = 0 (α = 1, σ = 1)
     assert not torch.allclose(ve.log_prob(x, 0.0), gmm.log_prob(x, 0.0))
 
@@ -406,6 +435,9 @@ def test_schedule_argument_and_isotropic_float():
     gmm = GaussianMixture(w, mu, 0.7, schedule=cartoonist.VE())
     x = _points(4, d=3)
     dense = 0.7 * torch.eye(3, dtype=DT).expand(2, 3, 3)
-    torch.testing.assert_close(gmm.log_prob(x, 1.0),
-                               _ref_log_prob(x, w, mu, dense, 1.0, math.exp(-1.0)),
-                               rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(
+        gmm.log_prob(x, 1.0),
+        _ref_log_prob(x, w, mu, dense, 1.0, math.exp(-1.0)),
+        rtol=1e-10,
+        atol=1e-10,
+    )

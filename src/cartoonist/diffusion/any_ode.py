@@ -1,8 +1,9 @@
-"""Log-density along any ODE: the general instantaneous change of variables (paper's Lemma; digest §3.6).
+"""Log-density along any ODE: the general instantaneous change of variables (digest §3.6).
 
 If x follows an arbitrary ODE dx/dλ = w(x, λ), the diffusion marginal p_λ evaluated along it obeys
+(the paper's Lemma)
 
-    d log p_λ(x_λ)/dλ = −D f̃ − ½ σ² Δlog p_λ + (w − f̃ x − ½ σ² s)ᵀ s,      s = ∇log p_λ      (Lemma)
+    d log p_λ(x_λ)/dλ = −D f̃ − ½ σ² Δlog p_λ + (w − f̃ x − ½ σ² s)ᵀ s,      s = ∇log p_λ.
 
 The PF-ODE (w = f̃ x + ½σ² s) recovers the classical −div v (Chen et al. 2018); the HD-ODE
 (w = f̃ x + σ² s, Remark 1) gains +½ σ² ‖s‖² per unit λ. A velocity "η" means w = f̃ x + (η/2) σ² s.
@@ -16,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.divergence import jacobian_trace
+from cartoonist.diffusion.divergence import score_and_laplacian
 from cartoonist.diffusion.integrators import check_grid, integrate_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import as_noise
@@ -67,9 +68,9 @@ def log_density_drift(
         lb = lam_batch(lam, x)
         f, g2 = _bc(schedule.f_tilde(lb), x), _bc(schedule.g2(lb), x)
         if track:
-            s, lap = jacobian_trace(lambda z: score(z, lb), x, divergence, probes, noise,
-                                    backend, probe_kind)
-            score._check(s, x, lb)
+            s, lap = score_and_laplacian(
+                score, x, lb, divergence, probes, noise, backend, probe_kind
+            )
         else:
             s, lap = score(x, lb), None
         if callable(velocity):
@@ -118,7 +119,8 @@ def ode_log_prob_along(
         velocity: η or callable (x, lam [B], s) -> w; see `log_density_drift`.
         logp_init: [B] log p_{grid[0]}(x_init) in nats.
         method: "euler", "heun" or a torchdiffeq method (adaptive ones fix the probes).
-        divergence, probes, backend: Laplacian estimator ("exact" or "hutchinson").
+        divergence, probes, backend: Laplacian estimator ("hutchinson", "exact" or "analytic";
+            see `score_and_laplacian`).
         seed, sample_ids, noise: keyed per-sample probe noise (stream "probe").
         record: keep the trajectory.
 
@@ -130,9 +132,12 @@ def ode_log_prob_along(
     lp = check_per_sample(logp_init, x, "logp_init")
     sc = as_counted(score)
     probe_noise = _probe_source(noise, seed, x, sample_ids, method, probes, divergence)
-    drift = log_density_drift(sc, schedule, velocity, True, divergence, probes, probe_noise, backend)
-    x, lp_delta, traj = integrate_ode(drift, x, grid, torch.zeros_like(lp), method, rtol, atol,
-                                      sc, record)
+    drift = log_density_drift(
+        sc, schedule, velocity, True, divergence, probes, probe_noise, backend
+    )
+    x, lp_delta, traj = integrate_ode(
+        drift, x, grid, torch.zeros_like(lp), method, rtol, atol, sc, record
+    )
     if traj is not None:
         traj.logp = lp + traj.logp
     return SampleResult(x=x, logp=lp + lp_delta, nfe=sc.nfe, trajectory=traj)

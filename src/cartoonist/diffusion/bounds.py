@@ -1,9 +1,10 @@
 """Theorems 3–4: the bias of the tracked log-density r_0 with a learned score, and its bounds.
 
-Theorem 3 (digest §3.3): with a learned score s_θ, x following the model's reverse SDE (marginals q_λ)
-and r the Theorem 1 recursion started at the prior's log-density,
+Theorem 3 (digest §3.3): with a learned score s_θ, x following the model's reverse SDE (marginals
+q_λ) and r the Theorem 1 recursion started at the prior's log-density,
 
-    E[r_0] − E[log p^SDE(x_0)] = ½ ∫_{λ_min}^{λ_max} σ_λ² E_{x∼q_λ} ‖s_θ(x, λ) − ∇log q_λ(x)‖² dλ ≥ 0.
+    E[r_0] − E[log p^SDE(x_0)] = ½ ∫_{λ_min}^{λ_max} σ_λ² E_{x∼q_λ} ‖s_θ(x, λ) − ∇log q_λ(x)‖² dλ
+    ≥ 0.
 
 Theorem 4 makes the ELBO a lower bound of log p^SDE, so on samples of the model (digest §3.5)
 
@@ -52,16 +53,23 @@ def bias_bounds(r0: Tensor, elbo: Tensor) -> BiasBounds:
         elbo: [N] ELBO of the same samples (nats).
 
     Returns:
-        BiasBounds; `upper` < 0 beyond its standard error signals a wrong estimator or too few steps.
+        BiasBounds; `upper` < 0 beyond its standard error signals a wrong estimator or too few
+        steps.
     """
     r0, elbo = torch.as_tensor(r0, dtype=torch.float64), torch.as_tensor(elbo, dtype=torch.float64)
     if r0.dim() != 1 or r0.shape != elbo.shape or r0.numel() < 2:
-        raise ValueError(f"r0 and elbo must be matching [N] vectors with N ≥ 2, got "
-                         f"{tuple(r0.shape)} and {tuple(elbo.shape)}")
+        raise ValueError(
+            f"r0 and elbo must be matching [N] vectors with N ≥ 2, got "
+            f"{tuple(r0.shape)} and {tuple(elbo.shape)}"
+        )
     d = r0 - elbo
     return BiasBounds(
-        mean_r0=float(r0.mean()), mean_elbo=float(elbo.mean()), lower=0.0,
-        upper=float(d.mean()), upper_stderr=float(d.std() / math.sqrt(d.numel())), n=d.numel(),
+        mean_r0=float(r0.mean()),
+        mean_elbo=float(elbo.mean()),
+        lower=0.0,
+        upper=float(d.mean()),
+        upper_stderr=float(d.std() / math.sqrt(d.numel())),
+        n=d.numel(),
     )
 
 

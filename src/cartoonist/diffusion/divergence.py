@@ -1,8 +1,9 @@
 """Divergence (Jacobian trace) of a vector field: exact, or Hutchinson with explicit noise.
 
-For a batched field fn: [B, ...] → [B, ...] whose samples do not interact (no batch statistics), the
-Jacobian is block diagonal, so one Jacobian-vector product with a batch of probes v gives every sample's
-J_i v_i at once. Hutchinson: div ≈ (1/n) Σ_p v_pᵀ J v_p with E[v vᵀ] = I (Rademacher or Gaussian).
+For a batched field fn: [B, ...] → [B, ...] whose samples do not interact (no batch statistics),
+the Jacobian is block diagonal, so one Jacobian-vector product with a batch of probes v gives every
+sample's J_i v_i at once. Hutchinson: div ≈ (1/n) Σ_p v_pᵀ J v_p with E[v vᵀ] = I (Rademacher or
+Gaussian).
 """
 
 from __future__ import annotations
@@ -101,3 +102,40 @@ def jacobian_trace(
             total = total + (vj * v).reshape(B, -1).sum(1)
     scale = 1.0 if method == "exact" else 1.0 / len(vs)
     return out.detach(), (total * scale).detach()
+
+
+def score_and_laplacian(
+    score,
+    x: Tensor,
+    lam: Tensor,
+    method: str = "hutchinson",
+    probes: int = 1,
+    noise=None,
+    backend: str = "forward",
+    kind: str = "rademacher",
+) -> tuple[Tensor, Tensor]:
+    """The score s = ∇log p_λ(x) and its divergence Δlog p_λ(x) per sample.
+
+    Args:
+        score: a CountedScore (x [B, ...], lam [B]) -> [B, ...].
+        x: [B, ...]; lam: [B].
+        method: "exact", "hutchinson" (see `jacobian_trace`), or "analytic": the closed-form
+            Laplacian of an exact oracle (`score.fn.laplacian(x, lam)`, e.g. a GaussianMixture),
+            one evaluation and no autograd.
+        probes, noise, backend, kind: see `jacobian_trace`.
+
+    Returns:
+        (s [B, ...], Δlog p [B]).
+    """
+    if method == "analytic":
+        lap_fn = getattr(getattr(score, "fn", score), "laplacian", None)
+        if lap_fn is None:
+            raise ValueError(
+                "divergence='analytic' needs a score with a closed-form .laplacian "
+                "(an exact oracle); use 'exact' or 'hutchinson'"
+            )
+        return score(x, lam), lap_fn(x, lam).to(x.dtype)
+    s, lap = jacobian_trace(lambda z: score(z, lam), x, method, probes, noise, backend, kind)
+    if hasattr(score, "_check"):
+        score._check(s, x, lam)  # the check inside the transform cannot index samples
+    return s, lap

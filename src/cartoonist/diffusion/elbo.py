@@ -2,7 +2,8 @@
 
 Theorem 4: the expectation of the Theorem 2 estimator run with a learned score s_θ is
 
-    ELBO(x_0) = E[log p_prior(x_{λ_min}) | x_0] − ∫_{λ_min}^{λ_max} E_{x_λ}[D f̃ + σ²(div s_θ + ½‖s_θ‖²)] dλ,
+    ELBO(x_0) = E[log p_prior(x_{λ_min}) | x_0]
+                − ∫_{λ_min}^{λ_max} E_{x_λ}[D f̃ + σ²(div s_θ + ½‖s_θ‖²)] dλ,
 
 with x_λ = α x_0 + σ ε (digest §3.4). Stein's identity E[div s_θ] = E[s_θ · ε/σ] turns it into the
 denoising form used by default, which needs no divergence (no JVP) and has lower variance:
@@ -12,8 +13,9 @@ denoising form used by default, which needs no divergence (no JVP) and has lower
 
 (With ε-prediction, σ s_θ = −ε̂ and the integrand is the familiar ½‖ε − ε̂‖².) The ELBO lower-bounds
 E_ε[log p^SDE_{λ_max}(α_{λ_max} x_0 + σ_{λ_max} ε)], the model's density at the truncation level
-smoothed by its noise; with the exact score and prior the bound is tight. The λ-integral is estimated
-by Monte Carlo with stratified λ draws from a proposal density q(λ) (importance weights 1/q).
+smoothed by its noise; with the exact score and prior the bound is tight. The λ-integral is
+estimated by Monte Carlo with stratified λ draws from a proposal density q(λ) (importance weights
+1/q).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.divergence import jacobian_trace
+from cartoonist.diffusion.divergence import score_and_laplacian
 from cartoonist.diffusion.results import LikelihoodResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule
@@ -48,8 +50,10 @@ class LambdaProposal:
     @classmethod
     def uniform(cls, lambda_min: float, lambda_max: float) -> "LambdaProposal":
         """q(λ) = 1/(λ_max − λ_min)."""
-        return cls(torch.tensor([lambda_min, lambda_max], dtype=torch.float64),
-                   torch.ones(1, dtype=torch.float64))
+        return cls(
+            torch.tensor([lambda_min, lambda_max], dtype=torch.float64),
+            torch.ones(1, dtype=torch.float64),
+        )
 
     @classmethod
     def from_values(cls, lam: Tensor, values: Tensor, edges: Tensor, floor: float = 0.05):
@@ -136,8 +140,12 @@ def elbo(
     for j in range(n_lambda):
         u = (j + torch.special.ndtr(lam_src.normal(()))) / n_lambda  # stratified uniform
         lam = proposal.icdf(u.clamp(0, 1 - 1e-12))
-        vals.append(_integrand(sc, schedule, x0, lam, eps_src.normal(event).to(x0), estimator,
-                               probes, probe_src) / proposal.pdf(lam))
+        vals.append(
+            _integrand(
+                sc, schedule, x0, lam, eps_src.normal(event).to(x0), estimator, probes, probe_src
+            )
+            / proposal.pdf(lam)
+        )
     vals = torch.stack(vals, 1)  # [B, n]
     integral, stderr = vals.mean(1), vals.std(1) / math.sqrt(n_lambda)
     lo, hi = schedule.lambda_min, schedule.lambda_max
@@ -148,8 +156,9 @@ def elbo(
         value = prior + const - integral
     else:
         value = prior - integral
-    return LikelihoodResult(logp=value, nfe=sc.nfe, stderr=stderr,
-                            info={"estimator": estimator, "n_lambda": n_lambda})
+    return LikelihoodResult(
+        logp=value, nfe=sc.nfe, stderr=stderr, info={"estimator": estimator, "n_lambda": n_lambda}
+    )
 
 
 def _integrand(sc, schedule, x0, lam, eps, estimator, probes, probe_src) -> Tensor:
@@ -163,11 +172,10 @@ def _integrand(sc, schedule, x0, lam, eps, estimator, probes, probe_src) -> Tens
     if estimator == "denoising":
         r = s * sc(x, lam_x) + eps
         return 0.5 * (r * r).reshape(B, -1).sum(1).to(torch.float64)
-    out, div = jacobian_trace(lambda z: sc(z, lam_x), x, "hutchinson", probes, probe_src)
-    sc._check(out, x, lam_x)
+    out, div = score_and_laplacian(sc, x, lam_x, "hutchinson", probes, probe_src)
     sq = (out * out).reshape(B, -1).sum(1)
     g2 = (s * s).reshape(B)
-    return (D * schedule.f_tilde(lam) + g2.double() * (div + 0.5 * sq).double())
+    return D * schedule.f_tilde(lam) + g2.double() * (div + 0.5 * sq).double()
 
 
 def _prior_term(schedule, x0, prior_log_prob, eps_src) -> Tensor:
@@ -186,9 +194,9 @@ def _prior_term(schedule, x0, prior_log_prob, eps_src) -> Tensor:
 def bits_per_dim(logp: Tensor, dim: int, log_jacobian: float = 0.0) -> Tensor:
     """Bits per dimension from a log-density in nats.
 
-    For discrete pixels k ∈ {0, …, 255}^D mapped to model space by x = a (k + u) + b with
-    u ~ U[0, 1)^D (uniform dequantisation), Jensen's inequality gives the discrete log-likelihood bound
-    log P(k) ≥ E_u[log p(x)] + D log|a|; pass `log_jacobian = D log|a|` (e.g. D log(2/256) for data
+    For discrete pixels k ∈ {0, …, 255}^D mapped to model space by x = a (k + u) + b with u ~ U[0,
+    1)^D (uniform dequantisation), Jensen's inequality gives the discrete log-likelihood bound log
+    P(k) ≥ E_u[log p(x)] + D log|a|; pass `log_jacobian = D log|a|` (e.g. D log(2/256) for data
     scaled to [−1, 1]) so the result is in bits per 8-bit pixel value.
 
     Args:
@@ -202,8 +210,12 @@ def bits_per_dim(logp: Tensor, dim: int, log_jacobian: float = 0.0) -> Tensor:
     return -(logp + log_jacobian) / (dim * math.log(2.0))
 
 
-def dequantize(pixels: Tensor, scale: float = 2.0 / 256, shift: float = -1.0,
-               generator: torch.Generator | None = None) -> tuple[Tensor, float]:
+def dequantize(
+    pixels: Tensor,
+    scale: float = 2.0 / 256,
+    shift: float = -1.0,
+    generator: torch.Generator | None = None,
+) -> tuple[Tensor, float]:
     """Uniformly dequantise integer pixels: x = scale · (k + u) + shift, u ~ U[0, 1).
 
     Args:

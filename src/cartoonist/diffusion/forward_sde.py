@@ -4,9 +4,9 @@ Along the forward SDE dx = f̃ x dλ + σ dW (λ decreasing from the data end, |
 
     d log p_λ(x_λ) = [−D f̃ − σ² (Δlog p_λ + ½ ‖s‖²)] dλ + σ sᵀ dW              (Thm 2, digest §3.2)
 
-so, pathwise, log p_{λ_max}(x_0) = log p_{λ_min}(x_{λ_min}) − Σ_k (increment_k). The estimate is unbiased
-up to discretisation, with noise; it needs the Laplacian (one JVP per step). With a learned score its
-expectation is the ELBO (Theorem 4; see `elbo`).
+so, pathwise, log p_{λ_max}(x_0) = log p_{λ_min}(x_{λ_min}) − Σ_k (increment_k). The estimate is
+unbiased up to discretisation, with noise; it needs the Laplacian (one JVP per step). With a
+learned score its expectation is the ELBO (Theorem 4; see `elbo`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.divergence import jacobian_trace
+from cartoonist.diffusion.divergence import score_and_laplacian
 from cartoonist.diffusion.integrators import check_grid, check_state
 from cartoonist.diffusion.results import LikelihoodResult
 from cartoonist.diffusion.rng import as_noise
@@ -73,8 +73,7 @@ def forward_sde_log_prob(
         f, g2 = float(f_all[k]), float(g2_all[k])
         lb = lam_batch(grid[k], x)
         sc.where = f" at step {k} of {n}"
-        s, lap = jacobian_trace(lambda z: sc(z, lb), x, divergence, probes, pr, backend)
-        sc._check(s, x, lb)
+        s, lap = score_and_laplacian(sc, x, lb, divergence, probes, pr, backend)
         noise_x = (g2 * -h) ** 0.5 * bm.normal(event).to(x)
         ss = (s * s).reshape(B, -1).sum(1)
         drift = -D * f - g2 * (lap + 0.5 * ss)

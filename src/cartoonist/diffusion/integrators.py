@@ -1,12 +1,13 @@
 """Integrators over augmented states (x, a): x [B, ...] and an accumulator a [B] (a log-density).
 
-Fixed grids use our Euler and Heun loops (a fresh Hutchinson probe can be drawn at every step, and each
-step is indexed for error messages); any other method name is handed to `torchdiffeq.odeint` (adaptive
-"dopri5", "bosh3", ..., or its fixed-grid "rk4", "midpoint"). Accumulators are always float64: a
-log-density summed over thousands of steps loses ~0.01 nats in float32.
+Fixed grids use our Euler and Heun loops (a fresh Hutchinson probe can be drawn at every step, and
+each step is indexed for error messages); any other method name is handed to `torchdiffeq.odeint`
+(adaptive "dopri5", "bosh3", ..., or its fixed-grid "rk4", "midpoint"). Accumulators are always
+float64: a log-density summed over thousands of steps loses ~0.01 nats in float32.
 
-The Euler–Maruyama loops of the SDE estimators live with their theorems (`sde_tracking`, `forward_sde`):
-their updates share one Brownian increment between x and the log-density, which is the point of them.
+The Euler–Maruyama loops of the SDE estimators live with their theorems (`sde_tracking`,
+`forward_sde`): their updates share one Brownian increment between x and the log-density, which is
+the point of them.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ FIXED_METHODS = ("euler", "heun")
 
 
 def check_grid(grid, schedule=None, increasing: bool | None = None, name: str = "grid") -> Tensor:
-    """Validate a λ grid: 1-D float64, ≥ 2 points, strictly monotone, inside the schedule's range."""
+    """Validate a λ grid: float64, ≥ 2 points, strictly monotone, inside the schedule's range."""
     grid = torch.as_tensor(grid, dtype=torch.float64).reshape(-1)
     if grid.numel() < 2:
         raise ValueError(f"{name} needs at least 2 points, got {grid.numel()}")
@@ -132,7 +133,9 @@ def _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record):
     check_state(x_end, ts.numel() - 2, float(ts[-1]))
     traj = None
     if record:
-        traj = Trajectory(lam=ts.clone(), x=ys[0].to(dtype), logp=ys[1] if acc is not None else None)
+        traj = Trajectory(
+            lam=ts.clone(), x=ys[0].to(dtype), logp=ys[1] if acc is not None else None
+        )
     return x_end, acc_end, traj
 
 

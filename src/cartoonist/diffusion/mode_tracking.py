@@ -1,17 +1,18 @@
 """Theorem 5: the mode-tracking ODE, and a Newton reference for the mode of p(x_s | x_t).
 
-Fix x_t at log-SNR λ_t. The mode y_s of q_s(x) = p(x_s = x | x_t) ∝ p_s(x) N(x_t; α_{t|s} x, σ²_{t|s} I)
-moves with s (λ_s ≥ λ_t) as (digest §3.7)
+Fix x_t at log-SNR λ_t. The mode y_s of q_s(x) = p(x_s = x | x_t) ∝ p_s(x) N(x_t; α_{t|s} x,
+σ²_{t|s} I) moves with s (λ_s ≥ λ_t) as (digest §3.7)
 
     dy/dλ = f̃ y + σ² s(y) + ½ σ² H_q(y)⁻¹ ∇Δlog p_λ(y),        y(λ_t) = x_t          (Thm 5)
 
-with H_q = ∇²log p_λ − κ I, κ = α²_{t|s}/σ²_{t|s} = 1 / (σ_λ² (e^{λ − λ_t} − 1)). At λ = λ_t, κ = ∞ and
-the correction vanishes: the ODE starts as the HD-ODE (Remark 1), which drops the third-order term.
+with H_q = ∇²log p_λ − κ I, κ = α²_{t|s}/σ²_{t|s} = 1 / (σ_λ² (e^{λ − λ_t} − 1)). At λ = λ_t,
+κ = ∞ and the correction vanishes: the ODE starts as the HD-ODE (Remark 1), which drops the
+third-order term.
 
-It needs the Hessian (a D×D solve — `solver="exact"`, small D — or conjugate gradients on Hessian-vector
-products, `solver="cg"`) and the gradient of the Laplacian (third derivatives, by autograd or a closed
-form). The implicit-function setting assumes H_q stays invertible; through a bifurcation the ODE follows
-the continuous branch and ends at a local mode.
+It needs the Hessian (a D×D solve — `solver="exact"`, small D — or conjugate gradients on
+Hessian-vector products, `solver="cg"`) and the gradient of the Laplacian (third derivatives, by
+autograd or a closed form). The implicit-function setting assumes H_q stays invertible; through a
+bifurcation the ODE follows the continuous branch and ends at a local mode.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from cartoonist.diffusion.divergence import FixedProbes
 from cartoonist.diffusion.integrators import check_grid, integrate_ode
 from cartoonist.diffusion.results import SampleResult
+from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule, check_steps
 from cartoonist.diffusion.score import as_counted, check_batch, lam_batch
 
@@ -39,8 +42,8 @@ def hessian(score, y: Tensor, lam: Tensor) -> Tensor:
     """∇²log p_λ(y) = Jacobian of the score, [B, D, D], by D Jacobian-vector products."""
     D = y[0].numel()
     eye = torch.eye(D, dtype=y.dtype, device=y.device)
-    cols = [torch.func.jvp(lambda z: score(z, lam), (y,), (eye[i].reshape(y.shape[1:]).expand_as(y),))[1]
-            for i in range(D)]
+    basis = [eye[i].reshape(y.shape[1:]).expand_as(y) for i in range(D)]
+    cols = [torch.func.jvp(lambda z: score(z, lam), (y,), (v,))[1] for v in basis]
     return torch.stack([_flat(c) for c in cols], dim=-1)
 
 
@@ -70,8 +73,9 @@ def grad_laplacian(score, y: Tensor, lam: Tensor, probes: list[Tensor] | None = 
     return torch.func.grad(lap_sum)(y)
 
 
-def batched_cg(matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float = 1e-10,
-               max_iter: int = 100) -> Tensor:
+def batched_cg(
+    matvec: Callable[[Tensor], Tensor], b: Tensor, tol: float = 1e-10, max_iter: int = 100
+) -> Tensor:
     """Solve A u = b per sample for symmetric positive-definite A given by `matvec`, [B, D]."""
     u = torch.zeros_like(b)
     r = b.clone()
@@ -114,6 +118,9 @@ def track_mode(
     grad_laplacian_fn=None,
     cg_tol: float = 1e-10,
     cg_iters: int | None = None,
+    laplacian_probes: int | None = None,
+    seed: int = 0,
+    sample_ids=None,
     rtol: float = 1e-9,
     atol: float = 1e-9,
     record: bool = False,
@@ -135,6 +142,9 @@ def track_mode(
         hvp_fn: optional closed form (y, lam, v) -> [B, ...] for the CG solver.
         grad_laplacian_fn: optional closed form (y, lam) -> [B, ...].
         cg_tol, cg_iters: CG stopping rule (iterations default to D).
+        laplacian_probes: None computes ∇Δlog p exactly (D basis vectors); an integer n uses n
+            fixed Rademacher probes per sample (Hutchinson; for image-sized D).
+        seed, sample_ids: key those probes per sample.
         rtol, atol: adaptive tolerances.
         record: keep the trajectory.
 
@@ -150,6 +160,10 @@ def track_mode(
     sc = as_counted(score)
     D = y0[0].numel()
     iters = cg_iters or max(D, 10)
+    probes = None
+    if laplacian_probes is not None:
+        src = as_noise(None, seed, y0.shape[0], sample_ids, "probe", y0.dtype, y0.device)
+        probes = FixedProbes(src, y0.shape[1:], laplacian_probes).probes
 
     def drift(y: Tensor, lam: Tensor):
         lb = lam_batch(lam, y)
@@ -160,17 +174,24 @@ def track_mode(
         kappa = _kappa(schedule, lam_f, lambda_t)
         if math.isinf(kappa):
             return w, None
-        gl = _flat(grad_laplacian_fn(y, lb) if grad_laplacian_fn else grad_laplacian(sc, y, lb))
+        gl = _flat(
+            grad_laplacian_fn(y, lb) if grad_laplacian_fn else grad_laplacian(sc, y, lb, probes)
+        )
         if solver == "exact":
             H = hessian_fn(y, lb) if hessian_fn else hessian(sc, y, lb)
             Hq = H - kappa * torch.eye(D, dtype=y.dtype, device=y.device)
             z = torch.linalg.solve(Hq, gl.unsqueeze(-1)).squeeze(-1)
         else:
+
             def matvec(v):  # (κI − H) v, SPD at a non-degenerate mode
                 v_ = v.reshape(y.shape)
-                hv = hvp_fn(y, lb, v_) if hvp_fn else torch.func.jvp(
-                    lambda q: sc(q, lb), (y,), (v_,))[1]
+                hv = (
+                    hvp_fn(y, lb, v_)
+                    if hvp_fn
+                    else torch.func.jvp(lambda q: sc(q, lb), (y,), (v_,))[1]
+                )
                 return kappa * v - _flat(hv)
+
             z = -batched_cg(matvec, gl, cg_tol, iters)
         return w + 0.5 * g2 * z.reshape(y.shape), None
 
@@ -213,8 +234,8 @@ def newton_mode(
     """Newton's method for the mode of q_s(x) = p(x_s = x | x_t) (the reference for Theorem 5).
 
     log q_s(x) = log p_s(x) − ‖x_t − α_{t|s} x‖²/(2σ²_{t|s}) + const, with α_{t|s} = α_t/α_s and
-    σ²_{t|s} = σ_t² (1 − e^{λ_t − λ_s}). Steps use the Hessian shifted to be negative definite when it
-    is not, and backtrack on log q_s when `log_prob` is given. Small D only (full Hessian).
+    σ²_{t|s} = σ_t² (1 − e^{λ_t − λ_s}). Steps use the Hessian shifted to be negative definite
+    when it is not, and backtrack on log q_s when `log_prob` is given. Small D only (full Hessian).
 
     Args:
         score, schedule: as in `track_mode`.
@@ -237,7 +258,8 @@ def newton_mode(
     sched = lambda v: schedule.alpha(torch.tensor(v, dtype=torch.float64))  # noqa: E731
     a_ts = float(sched(lambda_t) / sched(lam_s))
     var_ts = -float(schedule.g2(torch.tensor(lambda_t, dtype=torch.float64))) * math.expm1(
-        lambda_t - lam_s)
+        lambda_t - lam_s
+    )
     kappa = a_ts**2 / var_ts
     if x_init is None:
         from cartoonist.diffusion.high_density import hd_ode
@@ -268,8 +290,9 @@ def newton_mode(
     Hq = (hessian_fn(y, lb) if hessian_fn else hessian(score, y, lb)) - kappa * eye
     top = torch.linalg.eigvalsh(Hq)[:, -1]
     gn = g.norm(dim=1)
-    return ModeResult(x=y, grad_norm=gn, max_eig=top, converged=(gn < tol) & (top < 0),
-                      iterations=it)
+    return ModeResult(
+        x=y, grad_norm=gn, max_eig=top, converged=(gn < tol) & (top < 0), iterations=it
+    )
 
 
 def _line_search(y, step, logq, shrink=0.5, tries=30):

@@ -5,8 +5,8 @@ Along the probability-flow ODE dx/dλ = v = f̃ x + ½ σ² s,
     d log p_λ(x_λ)/dλ = −div v = −D f̃ − ½ σ² div s.
 
 `ode_log_prob` encodes data x at λ_max to the prior at λ_min and returns
-log p_{λ_max}(x) = log p_prior(x_{λ_min}) − ∫_{λ_max}^{λ_min} (−div v) dλ; `sample_ode` runs noise → data
-and carries log p along. With a learned score these are densities of the PF-ODE model p^ODE.
+log p_{λ_max}(x) = log p_prior(x_{λ_min}) − ∫_{λ_max}^{λ_min} (−div v) dλ; `sample_ode` runs noise
+→ data and carries log p along. With a learned score these are densities of the PF-ODE model p^ODE.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def ode_log_prob(
     noise=None,
     prior_log_prob=None,
 ) -> LikelihoodResult:
-    """log p^ODE_{λ_max}(x0) by PF-ODE encoding (data → noise), in nats.
+    """Log p^ODE_{λ_max}(x0) by PF-ODE encoding (data → noise), in nats.
 
     Args:
         score: score function (x [B, ...], lam [B]) -> [B, ...].
@@ -60,7 +60,8 @@ def ode_log_prob(
             only the tolerances matter.
         method: "heun" (default), "euler", or a torchdiffeq method such as "dopri5".
         grid: explicit decreasing λ grid (overrides steps).
-        divergence: "hutchinson" or "exact" (D extra evaluations per step; small D).
+        divergence: "hutchinson", "exact" (D JVPs per evaluation; small D) or "analytic" (an
+            oracle's closed-form Laplacian).
         probes: Hutchinson probes per evaluation (fresh per step on fixed grids, fixed for
             adaptive methods).
         backend: "forward" (JVP) or "reverse" (VJP) for the trace.
@@ -80,8 +81,9 @@ def ode_log_prob(
     acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
     z, acc, _ = integrate_ode(drift, x, grid, acc0, method, rtol, atol, sc)
     prior = (prior_log_prob or schedule.prior_log_prob)(z).to(torch.float64)
-    return LikelihoodResult(logp=prior - acc, nfe=sc.nfe, latent=z,
-                            info={"method": method, "steps": grid.numel() - 1})
+    return LikelihoodResult(
+        logp=prior - acc, nfe=sc.nfe, latent=z, info={"method": method, "steps": grid.numel() - 1}
+    )
 
 
 def sample_ode(
@@ -126,12 +128,15 @@ def sample_ode(
     if track_logp:
         if logp_init is None:
             if float(grid[0]) != schedule.lambda_min:
-                raise ValueError("logp_init is required when the grid does not start at lambda_min")
+                raise ValueError(
+                    "logp_init is required when the grid does not start at lambda_min"
+                )
             logp_init = schedule.prior_log_prob(x)
         lp = check_per_sample(logp_init, x, "logp_init")
     probe_noise = _probe_source(noise, seed, x, sample_ids, method, probes, divergence)
-    drift = log_density_drift(sc, schedule, 1.0, track_logp, divergence, probes, probe_noise,
-                              backend)
+    drift = log_density_drift(
+        sc, schedule, 1.0, track_logp, divergence, probes, probe_noise, backend
+    )
     acc0 = torch.zeros_like(lp) if track_logp else None
     x, acc, traj = integrate_ode(drift, x, grid, acc0, method, rtol, atol, sc, record)
     if traj is not None and track_logp:

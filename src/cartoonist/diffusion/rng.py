@@ -1,11 +1,13 @@
 """Randomness keyed per sample (convention C5).
 
-All noise used for sample i — its initial draw, Brownian increments, Hutchinson probes, the λ points of a
-Monte Carlo ELBO — comes from a generator seeded by (seed, sample_id, stream). A sample's numbers are then
-the same whatever the batch it is computed in, the batch size or the number of processes.
+All noise used for sample i — its initial draw, Brownian increments, Hutchinson probes, the λ
+points of a Monte Carlo ELBO — comes from a generator seeded by (seed, sample_id, stream). A
+sample's numbers are then the same whatever the batch it is computed in, the batch size or the
+number of processes.
 
-Generators draw in fixed-size blocks of steps (not per step), which makes per-sample streams ~50× cheaper
-on CPU; the block size is a constant of the stream, so results still do not depend on the batch.
+Generators draw in fixed-size blocks of steps (not per step), which makes per-sample streams ~50×
+cheaper on CPU; the block size is a constant of the stream, so results still do not depend on the
+batch.
 """
 
 from __future__ import annotations
@@ -87,10 +89,12 @@ class SampleNoise:
         key = tuple(int(s) for s in event_shape)
         buf, pos = self._buf.get(key, (None, self.block))
         if pos >= self.block:
-            # Generated in float64 on CPU so the stream is identical for every dtype/device.
-            buf = torch.stack(
-                [torch.randn((self.block, *key), generator=g, dtype=torch.float64) for g in self._gens]
-            ) if self._gens else torch.empty((0, self.block, *key), dtype=torch.float64)
+            # Generated in float32 on CPU, so the stream is the same for every dtype and device.
+            buf = (
+                torch.stack([torch.randn((self.block, *key), generator=g) for g in self._gens])
+                if self._gens
+                else torch.empty((0, self.block, *key))
+            )
             pos = 0
         self._buf[key] = (buf, pos + 1)
         return buf[:, pos].to(dtype=self.dtype, device=self.device)
@@ -109,15 +113,21 @@ class BatchNoise:
         generator: a torch.Generator (CPU); None uses the global RNG.
     """
 
-    def __init__(self, batch_size: int, generator: torch.Generator | None = None,
-                 dtype: torch.dtype = torch.float32, device=None):
+    def __init__(
+        self,
+        batch_size: int,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        device=None,
+    ):
         self.batch_size, self.generator = batch_size, generator
         self.dtype, self.device = dtype, device
 
     def normal(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh standard normal draw [B, *event_shape]."""
-        z = torch.randn((self.batch_size, *event_shape), generator=self.generator,
-                        dtype=torch.float64)
+        z = torch.randn(
+            (self.batch_size, *event_shape), generator=self.generator, dtype=torch.float64
+        )
         return z.to(dtype=self.dtype, device=self.device)
 
     def rademacher(self, event_shape: Sequence[int]) -> Tensor:
@@ -126,8 +136,9 @@ class BatchNoise:
         return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
 
 
-def as_noise(noise, seed: int, batch_size: int, sample_ids, stream: str,
-             dtype=torch.float32, device=None) -> NoiseSource:
+def as_noise(
+    noise, seed: int, batch_size: int, sample_ids, stream: str, dtype=torch.float32, device=None
+) -> NoiseSource:
     """Resolve the `noise=` / `seed=` / `sample_ids=` arguments of a sampler to a NoiseSource.
 
     Args:
@@ -145,5 +156,7 @@ def as_noise(noise, seed: int, batch_size: int, sample_ids, stream: str,
     if isinstance(noise, torch.Generator):
         return BatchNoise(batch_size, noise, dtype=dtype, device=device)
     if getattr(noise, "batch_size", batch_size) != batch_size:
-        raise ValueError(f"noise source has batch_size {noise.batch_size}, the batch has {batch_size}")
+        raise ValueError(
+            f"noise source has batch_size {noise.batch_size}, the batch has {batch_size}"
+        )
     return noise

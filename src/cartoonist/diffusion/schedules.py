@@ -1,7 +1,8 @@
 """Noise schedules in log-SNR time.
 
-Every schedule is parametrised by the log signal-to-noise ratio λ = log(α²/σ²) (paper §2; digest §2.2),
-with the forward kernel p(x_λ | x_0) = N(α_λ x_0, σ_λ² I). Generation runs λ_min → λ_max (dλ > 0).
+Every schedule is parametrised by the log signal-to-noise ratio λ = log(α²/σ²) (paper §2; digest
+§2.2), with the forward kernel p(x_λ | x_0) = N(α_λ x_0, σ_λ² I). Generation runs λ_min → λ_max
+(dλ > 0).
 In λ the diffusion quantities are
 
     f̃(λ) = d log α_λ / dλ          (drift coefficient, f(t) dt = f̃(λ) dλ)
@@ -28,7 +29,7 @@ __all__ = ["Schedule", "VP", "VE", "EDM", "Flow"]
 def _as_tensor(lam, like: Tensor | None = None) -> Tensor:
     if isinstance(lam, Tensor):
         return lam
-    dtype = like.dtype if like is not None else torch.get_default_dtype()
+    dtype = like.dtype if like is not None else torch.float64
     device = like.device if like is not None else None
     return torch.as_tensor(lam, dtype=dtype, device=device)
 
@@ -37,8 +38,8 @@ def _as_tensor(lam, like: Tensor | None = None) -> Tensor:
 class Schedule(abc.ABC):
     """Base class of a Gaussian diffusion schedule on λ ∈ [lambda_min, lambda_max].
 
-    Subclasses implement `log_alpha2` and `log_sigma2` (as functions of λ) and `f_tilde`. All methods
-    accept λ as a float or a tensor of any shape and broadcast elementwise.
+    Subclasses implement `log_alpha2` and `log_sigma2` (as functions of λ) and `f_tilde`. All
+    methods accept λ as a float or a tensor of any shape and broadcast elementwise.
 
     Attributes:
         lambda_min: log-SNR at the noise end (the prior), in nats.
@@ -63,11 +64,11 @@ class Schedule(abc.ABC):
     # -- coefficients -------------------------------------------------------------------------
     @abc.abstractmethod
     def log_alpha2(self, lam):
-        """log α_λ²."""
+        """Log α_λ²."""
 
     @abc.abstractmethod
     def log_sigma2(self, lam):
-        """log σ_λ²."""
+        """Log σ_λ²."""
 
     @abc.abstractmethod
     def f_tilde(self, lam):
@@ -88,8 +89,10 @@ class Schedule(abc.ABC):
     # -- prior ----------------------------------------------------------------------------------
     @property
     def prior_std(self) -> float:
-        """Standard deviation of the prior N(0, σ_{λ_min}² I) (the α x_0 part is ignored, as in the
-        authors' code)."""
+        """Standard deviation σ_{λ_min} of the prior N(0, σ_{λ_min}² I).
+
+        The α x_0 part of the marginal at λ_min is ignored, as in the authors' code.
+        """
         return float(self.sigma(torch.tensor(self.lambda_min, dtype=torch.float64)))
 
     def prior_log_prob(self, x: Tensor) -> Tensor:
@@ -132,8 +135,10 @@ class Schedule(abc.ABC):
 
     # -- time conversions -----------------------------------------------------------------------
     def lambda_of_t(self, t) -> Tensor:
-        """λ as a function of the schedule's own time t ∈ [0, 1] (default: linear in λ, t=0 at
-        λ_max and t=1 at λ_min)."""
+        """λ as a function of the schedule's own time t ∈ [0, 1].
+
+        Default: linear in λ, t = 0 at λ_max and t = 1 at λ_min.
+        """
         t = _as_tensor(t)
         return self.lambda_max + t * (self.lambda_min - self.lambda_max)
 
@@ -156,7 +161,7 @@ class Schedule(abc.ABC):
         check_steps(steps)
         a = self.lambda_min if lambda_start is None else float(lambda_start)
         b = self.lambda_max if lambda_end is None else float(lambda_end)
-        self.check_lambda(torch.tensor([a, b]), "grid endpoint")
+        self.check_lambda(torch.tensor([a, b], dtype=torch.float64), "grid endpoint")
         return torch.linspace(a, b, steps + 1, dtype=torch.float64)
 
     def check_lambda(self, lam, name: str = "lambda", tol: float = 1e-9) -> None:
@@ -186,11 +191,11 @@ class VP(Schedule):
     lambda_max: float = 10.0
 
     def log_alpha2(self, lam):
-        """log sigmoid(λ)."""
+        """Log sigmoid(λ)."""
         return torch.nn.functional.logsigmoid(_as_tensor(lam))
 
     def log_sigma2(self, lam):
-        """log sigmoid(−λ)."""
+        """Log sigmoid(−λ)."""
         return torch.nn.functional.logsigmoid(-_as_tensor(lam))
 
     def f_tilde(self, lam):
@@ -255,11 +260,13 @@ class EDM(VE):
         return self.lambda_of_sigma(t)
 
     def t_of_lambda(self, lam) -> Tensor:
-        """t = σ = e^{−λ/2}."""
+        """T = σ = e^{−λ/2}."""
         return torch.exp(-0.5 * _as_tensor(lam))
 
     def rho_grid(self, steps: int) -> Tensor:
-        """EDM's ρ-spaced grid (Karras et al. 2022, eq. 5) in λ, from σ_max to σ_min (steps + 1 points).
+        """EDM's ρ-spaced grid (Karras et al. 2022, eq. 5) in λ, from σ_max to σ_min.
+
+        Returns steps + 1 points.
 
         σ_i = (σ_max^{1/ρ} + i/N (σ_min^{1/ρ} − σ_max^{1/ρ}))^ρ, i = 0..N.
         """
@@ -300,5 +307,5 @@ class Flow(Schedule):
         return 2 * (torch.log1p(-t) - torch.log(t))
 
     def t_of_lambda(self, lam) -> Tensor:
-        """t = sigmoid(−λ/2)."""
+        """T = sigmoid(−λ/2)."""
         return torch.sigmoid(-0.5 * _as_tensor(lam))

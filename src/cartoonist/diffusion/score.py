@@ -1,6 +1,7 @@
 """Score functions: converters from network parametrisations, and the counted/checked wrapper.
 
-A score function has the signature `score(x [B, ...], lam [B]) -> [B, ...]` and returns ∇_x log p_λ(x).
+A score function has the signature `score(x [B, ...], lam [B]) -> [B, ...]` and returns ∇_x log
+p_λ(x).
 With x = α x_0 + σ ε (digest §2.1):
 
     ε-prediction:   s = −ε̂ / σ
@@ -100,6 +101,7 @@ class CountedScore:
         self.where = ""
 
     def __call__(self, x: Tensor, lam: Tensor) -> Tensor:
+        """Evaluate the score, count it and check the output."""
         self.nfe += 1
         out = self.fn(x, lam)
         if self.check:
@@ -108,8 +110,10 @@ class CountedScore:
 
     def _check(self, out, x, lam) -> None:
         if not isinstance(out, Tensor) or out.shape != x.shape:
-            shape = getattr(out, "shape", type(out).__name__)
-            raise ValueError(f"score function returned shape {tuple(shape) if isinstance(shape, torch.Size) else shape}, expected {tuple(x.shape)} (the shape of x)")
+            got = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"score function returned {got}, expected shape {tuple(x.shape)} (the shape of x)"
+            )
         bad = _nonfinite(out)
         if bad is not None:
             lam_v = float(lam.reshape(-1)[0]) if isinstance(lam, Tensor) else float(lam)
@@ -137,14 +141,18 @@ def lam_batch(lam, x: Tensor) -> Tensor:
     if lam.dim() == 0:
         lam = lam.expand(x.shape[0])
     if lam.shape != (x.shape[0],):
-        raise ValueError(f"lam must be a scalar or have shape [{x.shape[0]}], got {tuple(lam.shape)}")
+        raise ValueError(
+            f"lam must be a scalar or have shape [{x.shape[0]}], got {tuple(lam.shape)}"
+        )
     return lam
 
 
 def as_counted(score) -> CountedScore:
     """Wrap a score function in a fresh CountedScore (NFE from zero)."""
     if not callable(score):
-        raise TypeError(f"score must be callable (x [B, ...], lam [B]) -> [B, ...], got {type(score).__name__}")
+        raise TypeError(
+            f"score must be callable (x [B, ...], lam [B]) -> [B, ...], got {type(score).__name__}"
+        )
     return CountedScore(score.fn if isinstance(score, CountedScore) else score)
 
 
@@ -155,7 +163,9 @@ def check_batch(x, name: str = "x") -> Tensor:
     if not x.is_floating_point():
         raise TypeError(f"{name} must be a floating-point tensor, got {x.dtype}")
     if x.dim() < 2 or x.shape[0] < 1 or x[0].numel() < 1:
-        raise ValueError(f"{name} must have shape [B, ...] with B ≥ 1 and ≥ 1 feature, got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape [B, ...] with B ≥ 1 and ≥ 1 feature, got {tuple(x.shape)}"
+        )
     if not bool(torch.isfinite(x).all()):
         raise ValueError(f"{name} contains NaN or inf")
     return x
@@ -165,5 +175,7 @@ def check_per_sample(v, x: Tensor, name: str) -> Tensor:
     """Validate a per-sample vector [B] (e.g. an initial log-density) against x [B, ...]."""
     v = torch.as_tensor(v, dtype=torch.float64)
     if v.shape != (x.shape[0],):
-        raise ValueError(f"{name} must have shape [{x.shape[0]}] (one value per sample), got {tuple(v.shape)}")
+        raise ValueError(
+            f"{name} must have shape [{x.shape[0]}] (one value per sample), got {tuple(v.shape)}"
+        )
     return v

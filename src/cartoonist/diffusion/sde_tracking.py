@@ -4,8 +4,10 @@ Along the reverse SDE dx = [f̃ x + σ² s] dλ + σ dW_λ (generation, dλ > 0)
 
     d log p_λ(x_λ) = [−D f̃ + ½ σ² ‖s‖²] dλ + σ sᵀ dW_λ                         (Thm 1, digest §3.1)
 
-driven by the same Brownian increment. No Laplacian appears, so the update needs only the score that the
-x-update already computed. Euler–Maruyama on a grid λ_0 < … < λ_N, with h = λ_{k+1} − λ_k, ε ~ N(0, I):
+driven by the same Brownian increment. No Laplacian appears, so the update needs only the score
+that the
+x-update already computed. Euler–Maruyama on a grid λ_0 < … < λ_N, with h = λ_{k+1} − λ_k, ε ~
+N(0, I):
 
     x ← x + (f̃ x + σ² s) h + σ √h ε
     r ← r + (−D f̃ + ½ σ² ‖s‖²) h + σ √h sᵀε
@@ -69,7 +71,9 @@ def sample_sde(
     if track_logp:
         if logp_init is None:
             if float(grid[0]) != schedule.lambda_min:
-                raise ValueError("logp_init is required when the grid does not start at lambda_min")
+                raise ValueError(
+                    "logp_init is required when the grid does not start at lambda_min"
+                )
             logp_init = schedule.prior_log_prob(x)
         r = check_per_sample(logp_init, x, "logp_init").to(x.device)
     sc = as_counted(score)

@@ -1,4 +1,4 @@
-"""Exact oracles: densities whose noised marginals, scores and derivatives are known in closed form."""
+"""Exact oracles: densities whose noised marginals, scores and derivatives have closed forms."""
 
 from cartoonist.oracles.fit import fit_mppca
 from cartoonist.oracles.gmm import GaussianMixture, LowRankCov

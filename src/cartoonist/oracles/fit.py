@@ -1,10 +1,11 @@
 """Fit an exact oracle to data: EM for a mixture of probabilistic PCA components.
 
-Tipping & Bishop (1999): each component is N(μ_k, W_k W_kᵀ + τ_k² I). The M-step of a component is the
-closed-form PPCA solution on its responsibility-weighted covariance, obtained from an SVD of the weighted,
-centred data (never a D×D matrix): the top-r eigenvalues λ_j and vectors U_k, and
-τ_k² = (tr S_k − Σ_j λ_j)/(D − r). The fitted mixture's score is then exact at every noise level, which
-gives ground truth for image-sized data (digits, faces, natural-image patches).
+Tipping & Bishop (1999): each component is N(μ_k, W_k W_kᵀ + τ_k² I). The M-step of a component is
+the
+closed-form PPCA solution on its responsibility-weighted covariance, obtained from an SVD of the
+weighted, centred data (never a D×D matrix): the top-r eigenvalues λ_j and vectors U_k, and
+τ_k² = (tr S_k − Σ_j λ_j)/(D − r). The fitted mixture's score is then exact at every noise level,
+which gives ground truth for image-sized data (digits, faces, natural-image patches).
 """
 
 from __future__ import annotations
@@ -43,7 +44,9 @@ def _ppca(Xc: Tensor, nk: float, rank: int, floor: float, gen: torch.Generator):
     lam = sv[:rank] ** 2 / nk
     if lam.shape[0] < rank:  # fewer effective points than the rank: pad the basis
         lam = torch.cat([lam, lam.new_zeros(rank - lam.shape[0])])
-        Q, _ = torch.linalg.qr(torch.cat([V, torch.randn(D, rank - V.shape[1], dtype=V.dtype, generator=gen)], 1))
+        Q, _ = torch.linalg.qr(
+            torch.cat([V, torch.randn(D, rank - V.shape[1], dtype=V.dtype, generator=gen)], 1)
+        )
         V = Q
     total = (Xc * Xc).sum() / nk
     tau2 = max(float((total - lam.sum()) / max(D - rank, 1)), floor)
@@ -123,8 +126,13 @@ def _m_step(X, R, rank, floor, schedule, event_shape, gen) -> GaussianMixture:
         Us.append(U), es.append(e), taus.append(tau2), means.append(mu)
     weights = (nk + 1e-10) / (nk.sum() + K * 1e-10)
     return GaussianMixture.from_eigen(
-        weights, torch.stack(means), torch.stack(Us), torch.stack(es),
-        torch.tensor(taus, dtype=X.dtype), schedule=schedule, event_shape=event_shape,
+        weights,
+        torch.stack(means),
+        torch.stack(Us),
+        torch.stack(es),
+        torch.tensor(taus, dtype=X.dtype),
+        schedule=schedule,
+        event_shape=event_shape,
     )
 
 

@@ -2,8 +2,8 @@
 
 If p_0 = Σ_k π_k N(μ_k, Σ_k) and x_λ = α_λ x_0 + σ_λ ε, then p_λ = Σ_k π_k N(α μ_k, C_k) with
 C_k = α² Σ_k + σ² I. Everything the paper needs — log p_λ, the score, Hessian-vector products, the
-Laplacian, the gradient of the Laplacian (Theorem 5), E[x_0 | x_λ] and exact posterior samples — has a
-closed form, at every noise level λ.
+Laplacian, the gradient of the Laplacian (Theorem 5), E[x_0 | x_λ] and exact posterior samples —
+has a closed form, at every noise level λ.
 
 Covariances are stored in an eigen form that makes noising cheap and never builds D×D matrices:
 
@@ -14,7 +14,8 @@ Covariances are stored in an eigen form that makes noising cheap and never build
 The eigen form covers full covariances (r = D) and low-rank-plus-isotropic ones (W Wᵀ + τ² I, the
 probabilistic-PCA model used by `fit`). Cost per call is O(B K D r) time and memory.
 
-Notation of the derivatives (per component k, v_k = x − α μ_k, b_k = −C_k⁻¹ v_k, responsibilities r_k):
+Notation of the derivatives (per component k, v_k = x − α μ_k, b_k = −C_k⁻¹ v_k, responsibilities
+r_k):
     s      = Σ r_k b_k
     H v    = Σ r_k (−C_k⁻¹ v + b_k (b_k·v)) − s (s·v)
     Δ      = Σ r_k L_k − ‖s‖²,          L_k = −tr C_k⁻¹ + ‖b_k‖²
@@ -83,8 +84,15 @@ class GaussianMixture:
     tensor, and return results in x's dtype (log-densities in float64, nats).
     """
 
-    def __init__(self, weights, means, covariances, schedule: Schedule | None = None,
-                 event_shape=None, dtype=torch.float64):
+    def __init__(
+        self,
+        weights,
+        means,
+        covariances,
+        schedule: Schedule | None = None,
+        event_shape=None,
+        dtype=torch.float64,
+    ):
         means = torch.as_tensor(means, dtype=dtype)
         if means.dim() != 2:
             raise ValueError(f"means must be [K, D], got shape {tuple(means.shape)}")
@@ -106,7 +114,9 @@ class GaussianMixture:
             W = torch.as_tensor(cov.factors, dtype=dtype)
             tau2 = torch.as_tensor(cov.noise_var, dtype=dtype).expand(K).clone()
             if W.dim() != 3 or W.shape[:2] != (K, D):
-                raise ValueError(f"LowRankCov.factors must be [K={K}, D={D}, r], got {tuple(W.shape)}")
+                raise ValueError(
+                    f"LowRankCov.factors must be [K={K}, D={D}, r], got {tuple(W.shape)}"
+                )
             # W = Q R (thin QR), R = Ur diag(sv) Vᵀ (r×r SVD)  ⇒  W Wᵀ = (Q Ur) diag(sv²) (Q Ur)ᵀ
             Q, R = torch.linalg.qr(W)
             Ur, sv, _ = torch.linalg.svd(R)
@@ -133,8 +143,10 @@ class GaussianMixture:
     def _set_eigen(self, U, e, tau2):
         K, D = self.means.shape
         if U.dim() != 3 or U.shape[:2] != (K, D) or e.shape != (K, U.shape[2]) or U.shape[2] > D:
-            raise ValueError(f"eigen form needs U [K={K}, D={D}, r ≤ D] and e [K, r], got "
-                             f"{tuple(U.shape)} and {tuple(e.shape)}")
+            raise ValueError(
+                f"eigen form needs U [K={K}, D={D}, r ≤ D] and e [K, r], got "
+                f"{tuple(U.shape)} and {tuple(e.shape)}"
+            )
         # eigh returns round-off negatives (~1e-15) for singular PSD matrices: clamp those.
         tiny = 1e-10 * (e.abs().amax(dim=-1, keepdim=True).clamp(min=1.0) if e.numel() else 1.0)
         if (e < -tiny).any() or (tau2 < 0).any():
@@ -142,8 +154,17 @@ class GaussianMixture:
         self.U, self.e, self.tau2 = U, e.clamp(min=0), tau2
 
     @classmethod
-    def from_eigen(cls, weights, means, U, e, tau2, schedule: Schedule | None = None,
-                   event_shape=None, dtype=torch.float64) -> "GaussianMixture":
+    def from_eigen(
+        cls,
+        weights,
+        means,
+        U,
+        e,
+        tau2,
+        schedule: Schedule | None = None,
+        event_shape=None,
+        dtype=torch.float64,
+    ) -> "GaussianMixture":
         """Build from the eigen form Σ_k = U_k diag(e_k) U_kᵀ + τ_k² (I − U_k U_kᵀ).
 
         Args:
@@ -154,8 +175,11 @@ class GaussianMixture:
         K, D = means.shape
         new = cls(weights, means, torch.ones(K, dtype=dtype), schedule, event_shape, dtype)
         new.var = None
-        new._set_eigen(torch.as_tensor(U, dtype=dtype), torch.as_tensor(e, dtype=dtype),
-                       torch.as_tensor(tau2, dtype=dtype).expand(K).clone())
+        new._set_eigen(
+            torch.as_tensor(U, dtype=dtype),
+            torch.as_tensor(e, dtype=dtype),
+            torch.as_tensor(tau2, dtype=dtype).expand(K).clone(),
+        )
         return new
 
     @classmethod
@@ -252,7 +276,7 @@ class GaussianMixture:
 
     # -- public closed forms -------------------------------------------------------------------
     def log_prob(self, x: Tensor, lam) -> Tensor:
-        """log p_λ(x) in nats, [B] float64 (λ = inf gives the data density p_0)."""
+        """Log p_λ(x) in nats, [B] float64 (λ = inf gives the data density p_0)."""
         p = self._parts(*self._prep(x, lam))
         return torch.logsumexp(p.logits, dim=1)
 
@@ -267,8 +291,9 @@ class GaussianMixture:
     def _hvp(self, p: _Parts, a2, s2, u: Tensor) -> Tensor:
         """H u for [B, D] u."""
         A, c = p.A, p.c
-        Cinv_u = self._apply(1 / A, None if c is None else 1 / c,
-                             u[:, None, :].expand_as(p.v).contiguous())
+        Cinv_u = self._apply(
+            1 / A, None if c is None else 1 / c, u[:, None, :].expand_as(p.v).contiguous()
+        )
         bu = (p.b * u[:, None, :]).sum(-1, keepdim=True)
         s = p.score
         inner = (p.resp.unsqueeze(-1) * (-Cinv_u + p.b * bu)).sum(1)

@@ -1,0 +1,351 @@
+"""Unit tests of the ODE integrators (orders of convergence, torchdiffeq hand-off, trajectories),
+of the reported NFE, and of input validation in the public samplers and estimators.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import cartoonist
+from cartoonist import VP, GaussianMixture, integrate_ode
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
+)
+
+DT = torch.float64
+
+
+# -- a linear test ODE with a closed form --------------------------------------------------------
+#   dx/dλ = cos(λ) x,            x(λ) = x0 exp(sin λ − sin λ0)
+#   da/dλ = cos(λ) Σ_i x_i,      a(λ) = a0 + Σ x0 (exp(sin λ − sin λ0) − 1)
+X0 = torch.tensor([[1.0, -0.5], [0.3, 2.0], [-1.2, 0.7]], dtype=DT)
+A0 = torch.tensor([0.1, -0.4, 2.0], dtype=DT)
+
+
+def _drift(x, lam):
+    c = torch.cos(torch.as_tensor(lam, dtype=DT))
+    return c * x, c * x.sum(1)
+
+
+def _exact(lam0, lam):
+    e = math.exp(math.sin(lam) - math.sin(lam0))
+    return X0 * e, A0 + X0.sum(1) * (e - 1)
+
+
+def _err(method, n, lo=0.0, hi=2.0):
+    grid = torch.linspace(lo, hi, n + 1, dtype=DT)
+    x, a, _ = integrate_ode(_drift, X0.clone(), grid, A0.clone(), method)
+    xe, ae = _exact(lo, hi)
+    return float((x - xe).abs().max()), float((a - ae).abs().max())
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 2.0), (2.0, 0.0)])
+def test_euler_is_first_order(lo, hi):
+    for n in (40, 80):
+        ex1, ea1 = _err("euler", n, lo, hi)
+        ex2, ea2 = _err("euler", 2 * n, lo, hi)
+        assert 1.8 <= ex1 / ex2 <= 2.2, (n, ex1, ex2)
+        assert 1.8 <= ea1 / ea2 <= 2.2, (n, ea1, ea2)
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 2.0), (2.0, 0.0)])
+def test_heun_is_second_order(lo, hi):
+    for n in (20, 40):
+        ex1, ea1 = _err("heun", n, lo, hi)
+        ex2, ea2 = _err("heun", 2 * n, lo, hi)
+        assert 3.6 <= ex1 / ex2 <= 4.4, (n, ex1, ex2)
+        assert 3.6 <= ea1 / ea2 <= 4.4, (n, ea1, ea2)
+    assert _err("heun", 40, lo, hi)[0] < _err("euler", 40, lo, hi)[0] / 10
+
+
+@pytest.mark.parametrize("lo,hi", [(0.0, 2.0), (2.0, -1.0)])
+def test_dopri5_matches_closed_form(lo, hi):
+    grid = torch.linspace(lo, hi, 5, dtype=DT)
+    x, a, traj = integrate_ode(
+        _drift, X0.clone(), grid, A0.clone(), "dopri5", rtol=1e-11, atol=1e-12, record=True
+    )
+    xe, ae = _exact(lo, hi)
+    torch.testing.assert_close(x, xe, rtol=0, atol=1e-8)
+    torch.testing.assert_close(a, ae, rtol=0, atol=1e-8)
+    assert a.dtype == DT
+    assert traj.x.shape == (5, 3, 2) and traj.logp.shape == (5, 3)
+    for k in range(5):
+        xk, ak = _exact(lo, float(grid[k]))
+        torch.testing.assert_close(traj.x[k], xk, rtol=0, atol=1e-8)
+        torch.testing.assert_close(traj.logp[k], ak, rtol=0, atol=1e-8)
+
+
+def test_rk4_via_torchdiffeq():
+    grid = torch.linspace(0.0, 2.0, 41, dtype=DT)
+    x, a, _ = integrate_ode(_drift, X0.clone(), grid, A0.clone(), "rk4")
+    xe, ae = _exact(0.0, 2.0)
+    torch.testing.assert_close(x, xe, rtol=0, atol=1e-6)
+    torch.testing.assert_close(a, ae, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["euler", "heun"])
+@pytest.mark.parametrize("lo,hi", [(0.0, 2.0), (2.0, 0.0)])
+def test_record_trajectory(method, lo, hi):
+    n = 16
+    grid = torch.linspace(lo, hi, n + 1, dtype=DT)
+    x, a, traj = integrate_ode(_drift, X0.clone(), grid, A0.clone(), method, record=True)
+    assert traj.lam.shape == (n + 1,) and torch.equal(traj.lam, grid)
+    assert traj.x.shape == (n + 1, 3, 2) and traj.logp.shape == (n + 1, 3)
+    assert torch.equal(traj.x[0], X0) and torch.equal(traj.logp[0], A0)
+    assert torch.equal(traj.x[-1], x) and torch.equal(traj.logp[-1], a)
+    # the state recorded at grid point k is the result of integrating over grid[:k + 1]
+    k = n // 2
+    xk, ak, _ = integrate_ode(_drift, X0.clone(), grid[: k + 1], A0.clone(), method)
+    assert torch.equal(traj.x[k], xk) and torch.equal(traj.logp[k], ak)
+    xe, _ = _exact(lo, float(grid[k]))
+    torch.testing.assert_close(traj.x[k], xe, rtol=0, atol=0.2 if method == "euler" else 0.03)
+
+
+def test_no_accumulator():
+    grid = torch.linspace(0.0, 1.0, 11, dtype=DT)
+    x, a, traj = integrate_ode(
+        lambda x, lam: (_drift(x, lam)[0], None), X0.clone(), grid, None, "heun", record=True
+    )
+    assert a is None and traj.logp is None and traj.x.shape == (11, 3, 2)
+    x2, a2, _ = integrate_ode(
+        lambda x, lam: (_drift(x, lam)[0], None),
+        X0.clone(),
+        grid,
+        None,
+        "dopri5",
+        rtol=1e-10,
+        atol=1e-10,
+    )
+    assert a2 is None
+    torch.testing.assert_close(x2, _exact(0.0, 1.0)[0], rtol=0, atol=1e-8)
+
+
+def test_integrator_reports_nonfinite_state_step():
+    grid = torch.linspace(0.0, 1.0, 6, dtype=DT)
+
+    def drift(x, lam):
+        bad = float(lam) > 0.5
+        return (torch.full_like(x, math.inf) if bad else x), None
+
+    with pytest.raises(FloatingPointError, match="step 3"):
+        integrate_ode(drift, X0.clone(), grid, None, "euler")
+
+
+# -- NFE -----------------------------------------------------------------------------------------
+SCH = VP(-8.0, 8.0)
+ORACLE3 = GaussianMixture(
+    [0.3, 0.7],
+    [[-1.0, 0.5, 2.0], [1.5, -0.5, 0.0]],
+    [[0.3, 0.8, 0.5], [0.6, 0.2, 1.1]],
+    schedule=SCH,
+)
+ORACLE2 = GaussianMixture(
+    [0.3, 0.7], [[-1.0, 0.5], [1.5, -0.5]], [[0.3, 0.8], [0.6, 0.2]], schedule=SCH
+)
+
+
+def _x(d=3, b=4):
+    return SCH.sample_prior((b, d), seed=0, dtype=DT)
+
+
+def test_nfe_sample_sde():
+    res = cartoonist.sample_sde(ORACLE3, SCH, _x(), 37)
+    assert res.nfe == 37
+    res = cartoonist.sample_sde(ORACLE3, SCH, _x(), 37, track_logp=False)
+    assert res.nfe == 37 and res.logp is None
+
+
+def test_nfe_sample_ode():
+    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, method="heun", track_logp=False)
+    assert res.nfe == 20 and res.logp is None
+    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, method="euler", track_logp=False)
+    assert res.nfe == 10
+    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, method="euler", track_logp=True)
+    assert res.nfe == 10  # one JVP per evaluation counts once
+    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, method="heun", track_logp=True, probes=3)
+    assert res.nfe == 60
+
+
+def test_nfe_exact_divergence():
+    res = cartoonist.sample_ode(ORACLE2, SCH, _x(2), 10, method="euler", divergence="exact")
+    assert res.nfe == 10 * 2
+    res = cartoonist.ode_log_prob(
+        ORACLE2, SCH, ORACLE2.sample(4), 10, method="euler", divergence="exact"
+    )
+    assert res.nfe == 10 * 2
+
+
+def test_nfe_hd_sample():
+    res = cartoonist.hd_sample(ORACLE3, SCH, _x(), 0.0, 40, first_stage="sde")
+    assert res.nfe == 40 and sum(res.info["steps"]) == 40
+    res = cartoonist.hd_sample(ORACLE3, SCH, _x(), 0.0, 40, first_stage="ode", method="heun")
+    assert res.nfe == 80
+
+
+# -- validation ----------------------------------------------------------------------------------
+def _never(x, lam):
+    raise AssertionError("the score was evaluated before the inputs were validated")
+
+
+X_OK = SCH.sample_prior((4, 3), seed=0, dtype=DT)
+
+ENTRY_POINTS = {
+    "sample_sde": (lambda x: cartoonist.sample_sde(_never, SCH, x, 10), "x_init"),
+    "sample_ode": (lambda x: cartoonist.sample_ode(_never, SCH, x, 10), "x_init"),
+    "ode_log_prob": (lambda x: cartoonist.ode_log_prob(_never, SCH, x, 10), "x0"),
+    "hd_sample": (lambda x: cartoonist.hd_sample(_never, SCH, x, 0.0, 10), "x_init"),
+    "hd_ode": (lambda x: cartoonist.hd_ode(_never, SCH, x, 0.0, 10), "x"),
+    "elbo": (lambda x: cartoonist.elbo(_never, SCH, x, 8), "x0"),
+}
+
+
+@pytest.mark.parametrize("name", list(ENTRY_POINTS))
+def test_rejects_unbatched_input(name):
+    fn, arg = ENTRY_POINTS[name]
+    with pytest.raises(ValueError, match=rf"{arg} must have shape \[B, \.\.\.\]"):
+        fn(torch.zeros(3, dtype=DT))
+    with pytest.raises(ValueError, match=arg):
+        fn(torch.zeros(0, 3, dtype=DT))
+
+
+@pytest.mark.parametrize("name", list(ENTRY_POINTS))
+def test_rejects_integer_input(name):
+    fn, arg = ENTRY_POINTS[name]
+    with pytest.raises((TypeError, ValueError), match="floating"):
+        fn(torch.zeros(4, 3, dtype=torch.int64))
+    with pytest.raises(TypeError, match="Tensor"):
+        fn([[0.0, 1.0, 2.0]])
+
+
+@pytest.mark.parametrize("name", list(ENTRY_POINTS))
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_rejects_nonfinite_input(name, bad):
+    fn, arg = ENTRY_POINTS[name]
+    x = X_OK.clone()
+    x[1, 2] = bad
+    with pytest.raises(ValueError, match=f"{arg} contains NaN"):
+        fn(x)
+
+
+@pytest.mark.parametrize("logp_init", [torch.zeros(3, dtype=DT), torch.zeros(4, 1, dtype=DT), 0.0])
+def test_rejects_bad_logp_init(logp_init):
+    with pytest.raises(ValueError, match="logp_init"):
+        cartoonist.sample_sde(_never, SCH, X_OK, 10, logp_init=logp_init)
+    with pytest.raises(ValueError, match="logp_init"):
+        cartoonist.sample_ode(_never, SCH, X_OK, 10, logp_init=logp_init)
+    with pytest.raises(ValueError, match="logp_init"):
+        cartoonist.hd_ode(_never, SCH, X_OK, 0.0, 10, track_logp=True, logp_init=logp_init)
+
+
+def test_logp_init_required_off_lambda_min():
+    grid = torch.linspace(-4.0, 8.0, 5, dtype=DT)
+    with pytest.raises(ValueError, match="logp_init"):
+        cartoonist.sample_sde(_never, SCH, X_OK, grid=grid)
+    with pytest.raises(ValueError, match="logp_init"):
+        cartoonist.sample_ode(_never, SCH, X_OK, grid=grid)
+    with pytest.raises(ValueError, match="logp_init"):
+        cartoonist.hd_ode(_never, SCH, X_OK, 0.0, 10, track_logp=True)
+
+
+@pytest.mark.parametrize(
+    "grid,match",
+    [
+        ([-9.0, 0.0, 8.0], "grid outside the schedule's range"),
+        ([-8.0, 0.0, 8.5], "grid outside the schedule's range"),
+        ([-8.0, math.nan, 8.0], "grid"),
+        ([-8.0, 2.0, 1.0, 8.0], "grid must be strictly monotone"),
+        ([-8.0, 0.0, 0.0, 8.0], "grid must be strictly monotone"),
+        ([8.0, 0.0, -8.0], "grid must be increasing"),
+        ([0.0], "grid needs at least 2 points"),
+    ],
+)
+def test_sample_sde_rejects_bad_grid(grid, match):
+    with pytest.raises(ValueError, match=match):
+        cartoonist.sample_sde(
+            _never,
+            SCH,
+            X_OK,
+            grid=torch.tensor(grid, dtype=DT),
+            logp_init=torch.zeros(4, dtype=DT),
+        )
+
+
+def test_ode_samplers_check_grid_direction():
+    up = SCH.grid(4)
+    with pytest.raises(ValueError, match="grid must be decreasing"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, grid=up)
+    with pytest.raises(ValueError, match="grid must be increasing"):
+        cartoonist.sample_ode(_never, SCH, X_OK, grid=up.flip(0))
+    with pytest.raises(ValueError, match="grid outside"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, grid=torch.tensor([9.0, 0.0], dtype=DT))
+
+
+@pytest.mark.parametrize("thr", [-8.0, 8.0, -9.0, 8.5, math.nan, math.inf])
+def test_hd_sample_rejects_threshold(thr):
+    with pytest.raises(ValueError, match="lambda_threshold"):
+        cartoonist.hd_sample(_never, SCH, X_OK, thr, 10)
+
+
+def test_hd_sample_rejects_first_stage():
+    with pytest.raises(ValueError, match="first_stage"):
+        cartoonist.hd_sample(_never, SCH, X_OK, 0.0, 10, first_stage="pf-ode")
+
+
+def test_hd_ode_rejects_start_outside_range():
+    with pytest.raises(ValueError, match="grid endpoint"):
+        cartoonist.hd_ode(_never, SCH, X_OK, -9.0, 10)
+
+
+@pytest.mark.parametrize("steps", [0, -1, 2.5, True])
+def test_rejects_bad_steps(steps):
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.sample_sde(_never, SCH, X_OK, steps)
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.sample_ode(_never, SCH, X_OK, steps)
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, steps)
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.hd_sample(_never, SCH, X_OK, 0.0, steps)
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.hd_ode(_never, SCH, X_OK, 0.0, steps)
+
+
+def test_hd_sample_needs_two_steps():
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.hd_sample(_never, SCH, X_OK, 0.0, 1)
+
+
+def test_steps_none_without_grid():
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, None)
+    with pytest.raises(ValueError, match="steps"):
+        cartoonist.sample_sde(_never, SCH, X_OK, None)
+
+
+def test_rejects_bad_divergence_method():
+    with pytest.raises(ValueError, match="divergence method"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, 10, divergence="bogus")
+    with pytest.raises(ValueError, match="divergence method"):
+        cartoonist.sample_ode(_never, SCH, X_OK, 10, divergence="bogus")
+    with pytest.raises(ValueError, match="divergence backend"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, 10, backend="sideways")
+
+
+def test_rejects_sample_ids_of_wrong_length():
+    with pytest.raises(ValueError, match="sample_ids"):
+        cartoonist.sample_sde(_never, SCH, X_OK, 10, sample_ids=[0, 1, 2])
+    with pytest.raises(ValueError, match="sample_ids"):
+        cartoonist.ode_log_prob(_never, SCH, X_OK, 10, sample_ids=range(5))
+
+
+def test_elbo_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="estimator"):
+        cartoonist.elbo(_never, SCH, X_OK, 8, estimator="exact")
+    with pytest.raises(ValueError, match="n_lambda"):
+        cartoonist.elbo(_never, SCH, X_OK, 1)
+    with pytest.raises(ValueError, match="n_lambda"):
+        cartoonist.elbo(_never, SCH, X_OK, 8.0)
