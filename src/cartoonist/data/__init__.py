@@ -1,0 +1,43 @@
+"""Data: in-memory sources and a Lightning data module over them.
+
+Sources are synthetic mixtures with exact oracles or small real image sets (see `sources`).
+
+Sources are importable without Lightning; `ArrayDataModule` imports it lazily on first access.
+"""
+
+from cartoonist.data.sources import (
+    CIFAR10,
+    GMM2D,
+    GMMND,
+    MNIST,
+    PIXEL_SCALE,
+    Digits,
+    Faces,
+    ImageFolder,
+    Patches,
+    to_model,
+    to_pixels,
+)
+
+__all__ = [
+    "ArrayDataModule",
+    "CIFAR10",
+    "Digits",
+    "Faces",
+    "GMM2D",
+    "GMMND",
+    "ImageFolder",
+    "MNIST",
+    "PIXEL_SCALE",
+    "Patches",
+    "to_model",
+    "to_pixels",
+]
+
+
+def __getattr__(name: str):
+    if name == "ArrayDataModule":
+        from cartoonist.data.datamodule import ArrayDataModule
+
+        return ArrayDataModule
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,558 @@
+"""Data sources: small classes that load a whole data set as one float32 tensor in model space.
+
+Every source has `load() -> Tensor [N, *event_shape]`, the properties `event_shape` and
+`log_jacobian`, a `name`, and `oracle(schedule)` (the exact `GaussianMixture` for synthetic data,
+None for real data). Constructors take plain, type-hinted arguments so Hydra can build them with
+`_target_` and YAML keys equal to the argument names.
+
+Pixel convention (all image sources). Images are first brought to 8-bit values k ∈ {0, …, 255}
+(any resizing or padding happens on pixel values, then the result is rounded back to integers, so
+the data always lie on the 8-bit lattice). Model space is
+
+    x = 2 (k + u) / 256 − 1 ∈ [−1, 1),
+
+with u the dequantisation: `load()` returns the bin centres u = 0.5 (x ∈ [−1 + 1/256, 1 − 1/256])
+unless `dequantize=True`, which draws u ~ U[0, 1) from a generator seeded by `seed`. The affine map
+has a = 2/256, so `log_jacobian = D log(2/256)` (nats) and
+
+    bits/dim = −(log p(x) + log_jacobian) / (D ln 2)        (`cartoonist.bits_per_dim`);
+
+a uniform density on [−1, 1)^D scores exactly 8 bits/dim. Synthetic (continuous) sources have
+`log_jacobian = 0.0`, so the same formula gives −log p / (D ln 2).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import pickle
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from cartoonist.diffusion.schedules import Schedule
+from cartoonist.oracles import GaussianMixture, LowRankCov
+
+__all__ = [
+    "PIXEL_SCALE",
+    "to_model",
+    "to_pixels",
+    "GMM2D",
+    "GMMND",
+    "Digits",
+    "Faces",
+    "Patches",
+    "ImageFolder",
+    "MNIST",
+    "CIFAR10",
+]
+
+PIXEL_SCALE = 2.0 / 256  # a in x = a (k + u) + b, b = −1
+_BELOW_ONE = 1.0 - 2.0**-24  # the largest float32 below 1
+
+
+def _positive(**kwargs) -> None:
+    for key, value in kwargs.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{key} must be ≥ 1, got {value}")
+
+
+def _missing(path: Path, what: str) -> FileNotFoundError:
+    return FileNotFoundError(f"{what} not found: '{path}' (check dataset.source.path)")
+
+
+def to_model(pixels: Tensor, u: Tensor | float = 0.5) -> Tensor:
+    """Map 8-bit pixel values to model space, x = 2 (k + u) / 256 − 1.
+
+    Args:
+        pixels: [N, ...] integer values k in 0..255 (any integer or float dtype).
+        u: dequantisation offsets in [0, 1), a float or a tensor broadcastable to `pixels`.
+
+    Returns:
+        [N, ...] float32 in [−1, 1).
+    """
+    x = (PIXEL_SCALE * (pixels.double() + u) - 1.0).float()
+    return x.clamp(max=_BELOW_ONE)  # float32 rounding could otherwise give x = 1 for u → 1
+
+
+def to_pixels(x: Tensor) -> Tensor:
+    """Inverse of `to_model` up to dequantisation: k = floor(128 (x + 1)), clamped, uint8."""
+    return torch.floor((x + 1.0) / PIXEL_SCALE).clamp(0, 255).to(torch.uint8)
+
+
+def _quantize(values: Tensor | np.ndarray, max_value: float = 255.0) -> Tensor:
+    """Round values in [0, max_value] to 8-bit integers k = round(v · 255 / max_value), uint8."""
+    v = torch.as_tensor(np.asarray(values), dtype=torch.float64)
+    return torch.round(v * (255.0 / max_value)).clamp(0, 255).to(torch.uint8)
+
+
+def _resize(pixels: Tensor, size: int) -> Tensor:
+    """Bilinear resize of [N, C, H, W] uint8 pixels to size × size, re-quantised to uint8."""
+    if pixels.shape[-2:] == (size, size):
+        return pixels
+    out = F.interpolate(pixels.double(), size=(size, size), mode="bilinear", align_corners=False)
+    return out.round().clamp(0, 255).to(torch.uint8)
+
+
+class _Synthetic:
+    """Base of the Gaussian-mixture sources: exact samples of the oracle, no Jacobian."""
+
+    name = "synthetic"
+    n: int
+    dim: int
+    seed: int
+
+    def _mixture(self) -> tuple[Tensor, Tensor, object]:
+        raise NotImplementedError
+
+    @property
+    def event_shape(self) -> tuple:
+        """Shape of one sample, (D,)."""
+        return (self.dim,)
+
+    @property
+    def log_jacobian(self) -> float:
+        """0.0: continuous data, bits/dim are −log p / (D ln 2)."""
+        return 0.0
+
+    def oracle(self, schedule: Schedule | None = None) -> GaussianMixture:
+        """The exact data density as a `GaussianMixture` under `schedule` (default VP)."""
+        weights, means, cov = self._mixture()
+        return GaussianMixture(weights, means, cov, schedule=schedule)
+
+    def load(self) -> Tensor:
+        """Exact samples, [n, D] float32 (deterministic given `seed`)."""
+        gen = torch.Generator().manual_seed(self.seed)
+        return self.oracle().sample(self.n, gen).float()
+
+
+class GMM2D(_Synthetic):
+    """The fixed 2-D, 3-component toy mixture (digest §7) with diagonal covariances.
+
+    Weights [0.2, 0.5, 0.3], means [[−2, 0], [1.5, 1], [0, −2]], variances
+    [[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]].
+
+    Args:
+        n: number of samples returned by `load()`.
+        seed: seed of the sampling generator.
+    """
+
+    name = "gmm2d"
+
+    def __init__(self, n: int = 20000, seed: int = 0):
+        _positive(n=n)
+        self.n, self.dim, self.seed = n, 2, seed
+
+    def _mixture(self):
+        weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+        means = torch.tensor([[-2.0, 0.0], [1.5, 1.0], [0.0, -2.0]], dtype=torch.float64)
+        var = torch.tensor([[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]], dtype=torch.float64)
+        return weights, means, var
+
+
+class GMMND(_Synthetic):
+    """A random mixture of low-rank-plus-isotropic Gaussians in `dim` dimensions.
+
+    Component k is N(μ_k, W_k W_kᵀ + τ² I) with μ_k ~ N(0, ½ I), W_k ∈ R^{dim×rank} with
+    N(0, 0.4/rank) entries and τ² = 0.1, so on average each coordinate has variance ≈ ½ between
+    components and ≈ ½ within (≈ 1 overall); the means are ≈ √dim apart, i.e. well separated for
+    dim ≳ 8. Weights are ∝ 0.5 + U[0, 1). Everything is deterministic given `seed`.
+
+    Args:
+        n: number of samples returned by `load()`.
+        dim: data dimension D.
+        components: number of mixture components K.
+        rank: rank r ≤ dim of each W_k.
+        seed: seed of the parameters (and of the samples).
+    """
+
+    name = "gmmnd"
+
+    def __init__(
+        self, n: int = 20000, dim: int = 64, components: int = 8, rank: int = 4, seed: int = 0
+    ):
+        _positive(n=n, dim=dim, components=components, rank=rank)
+        if rank > dim:
+            raise ValueError(f"rank must be ≤ dim, got rank={rank}, dim={dim}")
+        self.n, self.dim, self.components, self.rank, self.seed = n, dim, components, rank, seed
+
+    def _mixture(self):
+        gen = torch.Generator().manual_seed(self.seed)
+        K, D, r = self.components, self.dim, self.rank
+        weights = 0.5 + torch.rand(K, generator=gen, dtype=torch.float64)
+        means = math.sqrt(0.5) * torch.randn(K, D, generator=gen, dtype=torch.float64)
+        factors = math.sqrt(0.4 / r) * torch.randn(K, D, r, generator=gen, dtype=torch.float64)
+        return weights / weights.sum(), means, LowRankCov(factors, torch.full((K,), 0.1))
+
+    def load(self) -> Tensor:
+        """Exact samples, [n, dim] float32 (the sample stream is seeded by `seed + 1`)."""
+        gen = torch.Generator().manual_seed(self.seed + 1)
+        return self.oracle().sample(self.n, gen).float()
+
+
+class _Pixels:
+    """Base of the 8-bit image sources (see the module docstring for the convention)."""
+
+    name = "pixels"
+    shape: tuple  # (C, H, W)
+
+    def __init__(self, dequantize: bool = False, seed: int = 0):
+        self.dequantize, self.seed = dequantize, seed
+
+    def pixels(self) -> Tensor:
+        """All images as 8-bit values k, [N, C, H, W] uint8."""
+        raise NotImplementedError
+
+    @property
+    def event_shape(self) -> tuple:
+        """Shape of one image, (C, H, W)."""
+        return tuple(self.shape)
+
+    @property
+    def log_jacobian(self) -> float:
+        """D log(2/256) in nats: pass to `cartoonist.bits_per_dim` for bits per 8-bit value."""
+        return math.prod(self.shape) * math.log(PIXEL_SCALE)
+
+    def oracle(self, schedule: Schedule | None = None) -> None:
+        """None: real data have no exact density (the pipeline fits a mixture)."""
+        return None
+
+    def load(self) -> Tensor:
+        """All images in model space, [N, C, H, W] float32 in [−1, 1) (see module docstring)."""
+        k = self.pixels()
+        if tuple(k.shape[1:]) != self.event_shape:  # a loader bug, not a user error
+            raise RuntimeError(f"{self.name}: got {tuple(k.shape)}, expected {self.event_shape}")
+        if not self.dequantize:
+            return to_model(k)
+        gen = torch.Generator().manual_seed(self.seed)
+        return to_model(k, torch.rand(k.shape, generator=gen))
+
+
+class Digits(_Pixels):
+    """scikit-learn's 8×8 handwritten digits (1797 images, levels 0..16), [N, 1, H, W].
+
+    The 17 levels map to k = round(v · 255 / 16); optional bilinear upsampling to `size` × `size`
+    (re-rounded to 8 bits) and centred zero-padding (k = 0, i.e. x = −1 + 1/256) to `pad_to`.
+
+    Args:
+        size: image side after resizing (8 keeps the originals).
+        pad_to: image side after padding (≥ size), or None for no padding.
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "digits"
+
+    def __init__(
+        self, size: int = 8, pad_to: int | None = None, dequantize: bool = False, seed: int = 0
+    ):
+        _positive(size=size, pad_to=pad_to)
+        if pad_to is not None and pad_to < size:
+            raise ValueError(f"pad_to must be ≥ size, got pad_to={pad_to}, size={size}")
+        super().__init__(dequantize, seed)
+        self.size, self.pad_to = size, pad_to
+        side = pad_to or size
+        self.shape = (1, side, side)
+
+    def pixels(self) -> Tensor:
+        """The digits as 8-bit values, [1797, 1, H, W] uint8."""
+        from sklearn.datasets import load_digits
+
+        k = _resize(_quantize(load_digits().images, 16.0)[:, None], self.size)
+        if self.pad_to is not None and self.pad_to > self.size:
+            lo = (self.pad_to - self.size) // 2
+            hi = self.pad_to - self.size - lo
+            k = F.pad(k, (lo, hi, lo, hi), value=0)
+        return k
+
+
+class Faces(_Pixels):
+    """scikit-image's LFW subset: 25×25 grey faces (100) and non-faces (100), [N, 1, 25, 25].
+
+    The [0, 1] floats are quantised to k = round(255 v).
+
+    Args:
+        include_nonfaces: also return the 100 non-face patches (N = 200 instead of 100).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "faces"
+    shape = (1, 25, 25)
+
+    def __init__(self, include_nonfaces: bool = False, dequantize: bool = False, seed: int = 0):
+        super().__init__(dequantize, seed)
+        self.include_nonfaces = include_nonfaces
+
+    def pixels(self) -> Tensor:
+        """The faces (then non-faces) as 8-bit values, [N, 1, 25, 25] uint8."""
+        from skimage.data import lfw_subset
+
+        images = lfw_subset()
+        images = images if self.include_nonfaces else images[:100]
+        return _quantize(images, 1.0)[:, None]
+
+
+class Patches(_Pixels):
+    """Random square crops from scikit-image's bundled sample images, [n, C, size, size].
+
+    Crops are drawn uniformly: an image uniformly from `images`, then a top-left corner uniformly
+    within it. With `grayscale=False` (C = 3) only colour images are used — grey ones are skipped
+    with a warning rather than replicated to three equal channels, which would put the data on a
+    lower-dimensional subspace and distort densities; an alpha channel is dropped. With
+    `grayscale=True` (C = 1) colour images are converted to luminance
+    round(0.299 R + 0.587 G + 0.114 B).
+
+    Args:
+        size: crop side in pixels.
+        n: number of crops.
+        images: names of `skimage.data` functions (e.g. "astronaut", "coffee", "camera").
+        grayscale: return one luminance channel instead of RGB.
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the crop positions (numpy) and of the dequantisation noise (torch).
+    """
+
+    name = "patches"
+
+    def __init__(
+        self,
+        size: int = 16,
+        n: int = 5000,
+        images: tuple[str, ...] = (
+            "astronaut",
+            "chelsea",
+            "coffee",
+            "rocket",
+            "immunohistochemistry",
+        ),
+        grayscale: bool = False,
+        dequantize: bool = False,
+        seed: int = 0,
+    ):
+        _positive(size=size, n=n)
+        images = (images,) if isinstance(images, str) else tuple(images)
+        if not images:
+            raise ValueError("images must name at least one skimage.data image")
+        super().__init__(dequantize, seed)
+        self.size, self.n, self.images, self.grayscale = size, n, images, grayscale
+        self.shape = (1 if grayscale else 3, size, size)
+
+    def _image(self, name: str) -> np.ndarray | None:
+        import skimage.data
+
+        fn = getattr(skimage.data, name, None)
+        if fn is None or not callable(fn):
+            raise ValueError(f"images: '{name}' is not a skimage.data image")
+        im = np.asarray(fn())
+        if im.dtype == bool:
+            im = im.astype(np.uint8) * 255
+        if im.ndim == 3:
+            im = im[..., :3].astype(np.float64)
+            if self.grayscale:
+                return np.round(im @ np.array([0.299, 0.587, 0.114]))[None].astype(np.uint8)
+            return im.transpose(2, 0, 1).astype(np.uint8)
+        if im.ndim == 2 and self.grayscale:
+            return im[None].astype(np.uint8)
+        if im.ndim == 2:
+            warnings.warn(f"Patches: skipping grey image '{name}' (grayscale=False)", stacklevel=3)
+            return None
+        raise ValueError(f"images: '{name}' has unsupported shape {im.shape}")
+
+    def pixels(self) -> Tensor:
+        """The crops as 8-bit values, [n, C, size, size] uint8."""
+        ims = [im for im in map(self._image, self.images) if im is not None]
+        if not ims:
+            raise ValueError(f"images: no usable image among {self.images} (grayscale=False)")
+        small = [im.shape[1:] for im in ims if min(im.shape[1:]) < self.size]
+        if small:
+            raise ValueError(f"size={self.size} exceeds an image of shape {small[0]}")
+        rng = np.random.default_rng(self.seed)
+        which = rng.integers(len(ims), size=self.n)
+        out = np.empty((self.n, *self.shape), dtype=np.uint8)
+        for i, j in enumerate(which):
+            _, h, w = ims[j].shape
+            y, x = rng.integers(h - self.size + 1), rng.integers(w - self.size + 1)
+            out[i] = ims[j][:, y : y + self.size, x : x + self.size]
+        return torch.from_numpy(out)
+
+
+class ImageFolder(_Pixels):
+    """All .png/.jpg/.jpeg images under a folder (recursively, sorted by path), [N, C, size, size].
+
+    Each image is centre-cropped to a square, resized bilinearly to `size` × `size` with PIL and
+    converted to RGB (`channels=3`) or luminance (`channels=1`).
+
+    Args:
+        path: the folder (config key `dataset.source.path`).
+        size: image side after resizing.
+        channels: 3 (RGB) or 1 (grey).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "image_folder"
+    extensions = (".png", ".jpg", ".jpeg")
+
+    def __init__(
+        self,
+        path: str,
+        size: int = 32,
+        channels: int = 3,
+        dequantize: bool = False,
+        seed: int = 0,
+    ):
+        _positive(size=size)
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        super().__init__(dequantize, seed)
+        self.path, self.size, self.channels = Path(path).expanduser(), size, channels
+        self.shape = (channels, size, size)
+
+    def files(self) -> list[Path]:
+        """The image files, sorted; FileNotFoundError if the folder is missing or has none."""
+        if not self.path.is_dir():
+            raise _missing(self.path, "image folder")
+        files = sorted(
+            p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions
+        )
+        if not files:
+            raise FileNotFoundError(
+                f"no .png/.jpg images under '{self.path}' (check dataset.source.path)"
+            )
+        return files
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, C, size, size] uint8 (in sorted path order)."""
+        from PIL import Image
+
+        out = []
+        for f in self.files():
+            with Image.open(f) as im:
+                im = im.convert("RGB" if self.channels == 3 else "L")
+                w, h = im.size
+                s = min(w, h)
+                left, top = (w - s) // 2, (h - s) // 2
+                im = im.crop((left, top, left + s, top + s))
+                im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
+                a = np.asarray(im, dtype=np.uint8)
+            out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        return torch.from_numpy(np.stack(out))
+
+
+def _find(folder: Path, names: list[str], what: str) -> Path:
+    for name in names:
+        for cand in (folder / name, folder / (name + ".gz")):
+            if cand.is_file():
+                return cand
+    raise _missing(folder / names[0], what)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format, optionally gzipped) as a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != math.prod(dims):
+        raise ValueError(f"{path}: expected {math.prod(dims)} bytes of data, got {data.size}")
+    return data.reshape(dims)
+
+
+class MNIST(_Pixels):
+    """MNIST from the standard IDX files in a user folder, [N, 1, 28, 28].
+
+    Looks for `{train,t10k}-images-idx3-ubyte[.gz]` (and the matching `-labels-idx1-ubyte`, kept in
+    `self.labels` after `load()` when present) in `path` or `path/MNIST/raw`.
+
+    Args:
+        path: the folder (config key `dataset.source.path`).
+        split: "train" (60 000 images) or "test" (10 000).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "mnist"
+    shape = (1, 28, 28)
+
+    def __init__(self, path: str, split: str = "train", dequantize: bool = False, seed: int = 0):
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got '{split}'")
+        super().__init__(dequantize, seed)
+        self.path, self.split, self.labels = Path(path).expanduser(), split, None
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, 1, 28, 28] uint8 (labels go to `self.labels`)."""
+        prefix = "train" if self.split == "train" else "t10k"
+        if not self.path.is_dir():
+            raise _missing(self.path, "MNIST folder")
+        folder = self.path
+        raw = folder / "MNIST" / "raw"  # torchvision's layout
+        if not any(folder.glob(f"{prefix}-images-idx3-ubyte*")) and raw.is_dir():
+            folder = raw
+        images = _read_idx(_find(folder, [f"{prefix}-images-idx3-ubyte"], "MNIST images"))
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise ValueError(f"MNIST images must be [N, 28, 28], got {images.shape}")
+        try:
+            self.labels = torch.from_numpy(
+                _read_idx(_find(folder, [f"{prefix}-labels-idx1-ubyte"], "MNIST labels")).copy()
+            ).long()
+        except FileNotFoundError:
+            self.labels = None
+        return torch.from_numpy(images.copy())[:, None]
+
+
+class CIFAR10(_Pixels):
+    """CIFAR-10 from the official python batches (`cifar-10-batches-py`), [N, 3, 32, 32].
+
+    The batches are the official archive's pickled dicts of numpy arrays (`data`: [n, 3072] uint8
+    in CHW order, `labels`); they are unpickled only after all files are found. Unpickling runs
+    arbitrary code from the file, so point `path` only at the official archive. Labels are kept in
+    `self.labels` after `load()`.
+
+    Args:
+        path: the folder `cifar-10-batches-py` or its parent (config key `dataset.source.path`).
+        split: "train" (data_batch_1..5, 50 000 images) or "test" (test_batch, 10 000).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "cifar10"
+    shape = (3, 32, 32)
+
+    def __init__(self, path: str, split: str = "train", dequantize: bool = False, seed: int = 0):
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got '{split}'")
+        super().__init__(dequantize, seed)
+        self.path, self.split, self.labels = Path(path).expanduser(), split, None
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, 3, 32, 32] uint8 (labels go to `self.labels`)."""
+        folder = self.path
+        if not folder.is_dir():
+            raise _missing(folder, "CIFAR-10 folder")
+        if (folder / "cifar-10-batches-py").is_dir():
+            folder = folder / "cifar-10-batches-py"
+        train = [f"data_batch_{i}" for i in range(1, 6)]
+        names = train if self.split == "train" else ["test_batch"]
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise _missing(folder / missing[0], "CIFAR-10 batch")
+        data, labels = [], []
+        for n in names:
+            with open(folder / n, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data.append(np.asarray(batch.get(b"data", batch.get("data")), dtype=np.uint8))
+            labels.append(np.asarray(batch.get(b"labels", batch.get("labels")), dtype=np.int64))
+        images = np.concatenate(data)
+        if images.ndim != 2 or images.shape[1] != 3072:
+            raise ValueError(f"CIFAR-10 data must be [n, 3072], got {images.shape} in {folder}")
+        self.labels = torch.from_numpy(np.concatenate(labels))
+        return torch.from_numpy(images.reshape(-1, 3, 32, 32).copy())

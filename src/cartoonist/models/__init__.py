@@ -1,0 +1,28 @@
+"""Denoiser networks ε̂(x, λ) conditioned on the log-SNR λ, and an EMA of their weights.
+
+Every network has the call signature ``net(x [B, *event_shape], lam [B]) -> ε̂ [B, *event_shape]``
+(ε-prediction; turn it into a score with ``cartoonist.diffusion.score_from_eps``). Samples never
+interact (no batch statistics), so Jacobian-vector products over a batch are per-sample.
+"""
+
+from torch import nn
+
+from cartoonist.models.ema import EMA
+from cartoonist.models.embedding import LambdaEmbedding
+from cartoonist.models.mlp import MLP
+from cartoonist.models.unet import UNet
+
+__all__ = ["MLP", "UNet", "EMA", "LambdaEmbedding", "count_parameters"]
+
+
+def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
+    """Number of scalar parameters in ``module``.
+
+    Args:
+        module: the module.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Returns:
+        The total number of parameter elements.
+    """
+    return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,218 @@
+"""Plumbing shared by the entry points: validation, builders, run directories, output files.
+
+Nothing here does maths: it turns a composed Hydra config into objects of `cartoonist.diffusion`,
+`cartoonist.data`, `cartoonist.models` and `cartoonist.lit`, and keeps each run directory resumable
+(a `DONE` marker written last, atomic writes, `checkpoints/last.ckpt`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "ConfigError",
+    "OracleModel",
+    "validate",
+    "atomic_write",
+    "write_per_sample_csv",
+    "load_denoiser",
+    "build_score",
+]
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+class ConfigError(ValueError):
+    """A configuration value is wrong; the message names the key."""
+
+
+# -- validation ---------------------------------------------------------------------------------
+def _positive_int(cfg, key: str) -> None:
+    val = OmegaConf.select(cfg, key)
+    if val is None:
+        return
+    if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+        raise ConfigError(f"{key} must be a positive integer, got {val!r}")
+
+
+def validate(cfg: DictConfig, task: str) -> None:
+    """Check a composed config before any computation; raise ConfigError naming the key."""
+    for key in ("seed",):
+        if not isinstance(OmegaConf.select(cfg, key), int):
+            raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
+    lo, hi = OmegaConf.select(cfg, "noise.lambda_min"), OmegaConf.select(cfg, "noise.lambda_max")
+    for key, val in (("noise.lambda_min", lo), ("noise.lambda_max", hi)):
+        if not isinstance(val, (int, float)) or not math.isfinite(val):
+            raise ConfigError(f"{key} must be a finite number, got {val!r}")
+    if not lo < hi:
+        raise ConfigError(f"noise.lambda_min ({lo}) must be below noise.lambda_max ({hi})")
+    for key in ("sampler.steps", "likelihood.steps", "likelihood.n_lambda", "n_samples",
+                "batch_size", "dataset.batch_size", "trainer.max_steps", "trainer.devices"):
+        if key == "trainer.max_steps" and OmegaConf.select(cfg, key) == -1:
+            continue
+        _positive_int(cfg, key)
+    thr = OmegaConf.select(cfg, "sampler.lambda_threshold")
+    if thr is not None and not (isinstance(thr, (int, float)) and lo < thr < hi):
+        raise ConfigError(
+            f"sampler.lambda_threshold must lie inside (noise.lambda_min, noise.lambda_max) = "
+            f"({lo}, {hi}), got {thr!r}"
+        )
+    path = OmegaConf.select(cfg, "dataset.source.path")
+    if path is not None and not Path(str(path)).expanduser().exists():
+        raise ConfigError(f"dataset.source.path does not exist: {path}")
+    target = str(OmegaConf.select(cfg, "model._target_", default=""))
+    if task == "train" and target.endswith("OracleModel"):
+        raise ConfigError("model=oracle is exact and has nothing to train: use model=mlp or unet")
+    lik = str(OmegaConf.select(cfg, "likelihood._target_", default=""))
+    if lik.endswith("sde_tracking") and OmegaConf.select(cfg, "source") != "samples":
+        raise ConfigError("likelihood=sde_tracking needs source=samples (r_0 of SDE samples)")
+    ckpt = OmegaConf.select(cfg, "ckpt_path")
+    if task in ("sample", "evaluate"):
+        is_oracle = str(OmegaConf.select(cfg, "model._target_", default="")).endswith(
+            "OracleModel")
+        if ckpt is None and not is_oracle:
+            raise ConfigError("ckpt_path is required for a trained model (or use model=oracle)")
+        if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
+            raise ConfigError(f"ckpt_path does not exist: {ckpt}")
+
+
+def format_error(e: BaseException) -> str:
+    """One line from an exception chain (Hydra/OmegaConf errors span several lines)."""
+    parts = []
+    while e is not None and len(parts) < 3:
+        line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if line not in parts:
+            parts.append(line)
+        e = e.__cause__ or e.__context__
+    return " — ".join(parts)
+
+
+def preflight(task: str, argv: list[str]) -> None:
+    """Compose and validate the config of a single run before Hydra creates anything.
+
+    Multirun (-m) sweeps are validated per job instead. Exits with status 2 and one line on error.
+    """
+    if any(a in ("-m", "--multirun") for a in argv) or any(a.startswith("-") for a in argv):
+        return
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose(task, overrides=argv, return_hydra_config=True)
+        from hydra.core.hydra_config import HydraConfig
+
+        HydraConfig.instance().set_config(cfg)
+        validate(cfg, task)
+    except Exception as e:  # noqa: BLE001 - any composition error becomes one line
+        print(f"error: {format_error(e)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+# -- output files -------------------------------------------------------------------------------
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file via a temporary sibling and rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_per_sample_csv(path: Path, rows: list[dict]) -> None:
+    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s."""
+    cols = ["sample_id", "seed", "estimator", "logp_nats", "bpd", "nfe", "wall_s"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (r["estimator"], r["sample_id"])):
+        w.writerow({k: r[k] for k in cols})
+    atomic_write(path, buf.getvalue())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic pretty JSON."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def mark_done(out: Path) -> None:
+    """Write the DONE marker last."""
+    atomic_write(out / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+
+
+# -- models -------------------------------------------------------------------------------------
+@dataclass
+class OracleModel:
+    """The exact model: the dataset's own mixture, or a mixture of PPCA fitted to its data.
+
+    Args:
+        components: mixture components when fitting to data.
+        rank: PPCA rank per component when fitting.
+        iters: EM iterations.
+    """
+
+    components: int = 8
+    rank: int = 4
+    iters: int = 30
+
+    def build(self, dm, schedule, seed: int = 0):
+        """Return the GaussianMixture for datamodule `dm` under `schedule`."""
+        exact = dm.oracle(schedule)
+        if exact is not None:
+            return exact
+        from cartoonist.oracles import fit_mppca
+
+        rank = min(self.rank, dm.dim - 1)
+        return fit_mppca(dm.data, self.components, rank, iters=self.iters, seed=seed,
+                         schedule=schedule)
+
+
+def load_denoiser(path: str | Path, allow_pickle: bool = False):
+    """Rebuild the EMA denoiser and its noise from a training checkpoint.
+
+    Loads with `torch.load(weights_only=True)` unless `allow_pickle` (pickles run code).
+
+    Returns:
+        (net in eval mode with EMA weights, TrainingNoise, spec dict).
+    """
+    from hydra.utils import instantiate
+
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"cannot load checkpoint {path}: {format_error(e)}") from e
+    spec = ck.get("cartoonist")
+    if not spec:
+        raise ConfigError(f"{path} is not a cartoonist training checkpoint (no 'cartoonist' spec)")
+    net = instantiate(spec["net"])(event_shape=tuple(spec["event_shape"]))
+    noise = instantiate(spec["noise"])
+    sd = ck["state_dict"]
+    net.load_state_dict({k[4:]: v for k, v in sd.items() if k.startswith("ema.")})
+    noise.load_state_dict({k[6:]: v for k, v in sd.items() if k.startswith("noise.")})
+    return net.eval().requires_grad_(False), noise, spec
+
+
+def build_score(cfg: DictConfig, dm):
+    """(score function, schedule, oracle or None, log_jacobian) for sample/evaluate."""
+    from hydra.utils import instantiate
+
+    from cartoonist.diffusion import score_from_eps
+
+    if cfg.get("ckpt_path"):
+        net, noise, spec = load_denoiser(cfg.ckpt_path, cfg.get("allow_pickle", False))
+        schedule = noise.schedule
+        return score_from_eps(net, schedule), schedule, None, float(spec["log_jacobian"])
+    noise = instantiate(cfg.noise)
+    model = instantiate(cfg.model)
+    oracle = model.build(dm, noise.schedule, seed=cfg.seed)
+    return oracle, noise.schedule, oracle, dm.log_jacobian
