@@ -21,6 +21,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install cartoonist with its dev extras
 
+demo: $(STAMP) ## The main job: Theorem 1 tracking + high-density samples on the digits oracle (~1 min)
+	$(PY) -m cartoonist.demo $(ARGS)
+
+smoke: $(STAMP) ## train, sample and evaluate end to end with debug=smoke (seconds each)
+	$(PY) -m cartoonist.train debug=smoke model=mlp dataset=gmm2d run_name=smoke $(ARGS)
+	$(PY) -m cartoonist.sample debug=smoke sampler=hd run_name=smoke $(ARGS)
+	$(PY) -m cartoonist.evaluate debug=smoke likelihood=pf_ode run_name=smoke $(ARGS)
+
+train-digits: $(STAMP) ## Train the small U-Net on sklearn digits (likelihood weighting; ~10 min on 2 cores)
+	$(PY) -m cartoonist.train dataset=digits model=unet noise.weighting=elbo trainer.max_steps=3000 \
+		experiment_name=digits run_name=digits_unet_elbo $(ARGS)
+
+sync-wandb: ## Upload offline wandb runs under outputs/ (needs a wandb account and WANDB_API_KEY)
+	@for d in $$(find outputs -type d -name "offline-run-*"); do $(VENV)/bin/wandb sync "$$d"; done
+
 test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"
 
@@ -34,4 +49,7 @@ clean: ## Remove caches (keeps .venv and outputs/)
 	rm -rf .pytest_cache build src/*.egg-info
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install test test-slow test-all clean
+clean-outputs: ## Delete outputs/ (asks first)
+	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
+
+.PHONY: help install demo smoke train-digits sync-wandb test test-slow test-all clean clean-outputs

@@ -1,4 +1,4 @@
-"""`python -m cartoonist.evaluate`: the evaluate task (conf/evaluate.yaml); see `cartoonist.tasks.evaluate`."""
+"""`python -m cartoonist.evaluate`: the evaluate task (conf/evaluate.yaml, `cartoonist.tasks`)."""
 
 import sys
 

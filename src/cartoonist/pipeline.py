@@ -58,8 +58,16 @@ def validate(cfg: DictConfig, task: str) -> None:
             raise ConfigError(f"{key} must be a finite number, got {val!r}")
     if not lo < hi:
         raise ConfigError(f"noise.lambda_min ({lo}) must be below noise.lambda_max ({hi})")
-    for key in ("sampler.steps", "likelihood.steps", "likelihood.n_lambda", "n_samples",
-                "batch_size", "dataset.batch_size", "trainer.max_steps", "trainer.devices"):
+    for key in (
+        "sampler.steps",
+        "likelihood.steps",
+        "likelihood.n_lambda",
+        "n_samples",
+        "batch_size",
+        "dataset.batch_size",
+        "trainer.max_steps",
+        "trainer.devices",
+    ):
         if key == "trainer.max_steps" and OmegaConf.select(cfg, key) == -1:
             continue
         _positive_int(cfg, key)
@@ -81,7 +89,8 @@ def validate(cfg: DictConfig, task: str) -> None:
     ckpt = OmegaConf.select(cfg, "ckpt_path")
     if task in ("sample", "evaluate"):
         is_oracle = str(OmegaConf.select(cfg, "model._target_", default="")).endswith(
-            "OracleModel")
+            "OracleModel"
+        )
         if ckpt is None and not is_oracle:
             raise ConfigError("ckpt_path is required for a trained model (or use model=oracle)")
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
@@ -173,8 +182,9 @@ class OracleModel:
         from cartoonist.oracles import fit_mppca
 
         rank = min(self.rank, dm.dim - 1)
-        return fit_mppca(dm.data, self.components, rank, iters=self.iters, seed=seed,
-                         schedule=schedule)
+        return fit_mppca(
+            dm.data, self.components, rank, iters=self.iters, seed=seed, schedule=schedule
+        )
 
 
 def load_denoiser(path: str | Path, allow_pickle: bool = False):

@@ -1,4 +1,4 @@
-"""Per-sample jobs of the sample and evaluate entry points, and the config-only samplers/estimators.
+"""Per-sample jobs of the sample and evaluate tasks, and the config-only samplers/estimators.
 
 A job maps a batch of sample ids to per-sample tensors; all its randomness is keyed by
 (seed, sample_id), so Lightning can split ids over processes without changing any number.
@@ -20,20 +20,27 @@ from cartoonist.diffusion import (
     track_mode,
 )
 
-__all__ = ["sample_job", "evaluate_job", "mode_tracking_sampler", "sde_tracking",
-           "exact_log_prob"]
+__all__ = ["sample_job", "evaluate_job", "mode_tracking_sampler", "sde_tracking", "exact_log_prob"]
 
 
-def mode_tracking_sampler(score, schedule: Schedule, x_init: Tensor, steps: int = 400,
-                          lambda_t: float = 0.0, sde_steps: int = 500, seed: int = 0,
-                          sample_ids=None) -> SampleResult:
+def mode_tracking_sampler(
+    score,
+    schedule: Schedule,
+    x_init: Tensor,
+    steps: int = 400,
+    lambda_t: float = 0.0,
+    sde_steps: int = 500,
+    seed: int = 0,
+    sample_ids=None,
+) -> SampleResult:
     """Reverse SDE to λ_t, then the Theorem 5 mode-tracking ODE to λ_max (small D only).
 
     Uses the closed-form Hessian and ∇Δlog p when `score` is an oracle, else autograd.
     """
     grid = schedule.grid(sde_steps, schedule.lambda_min, lambda_t)
-    x_t = sample_sde(score, schedule, x_init, grid=grid, seed=seed, sample_ids=sample_ids,
-                     track_logp=False)
+    x_t = sample_sde(
+        score, schedule, x_init, grid=grid, seed=seed, sample_ids=sample_ids, track_logp=False
+    )
     kw = {}
     if hasattr(score, "hessian") and hasattr(score, "grad_laplacian"):
         kw = dict(hessian_fn=score.hessian, grad_laplacian_fn=score.grad_laplacian)
@@ -44,8 +51,9 @@ def mode_tracking_sampler(score, schedule: Schedule, x_init: Tensor, steps: int 
 
 def sde_tracking(*args, **kwargs):
     """Marker of the Theorem 1 estimator: its r_0 comes with the SDE samples (source=samples)."""
-    raise ValueError("likelihood=sde_tracking gives r_0 of the model's own SDE samples: "
-                     "use source=samples")
+    raise ValueError(
+        "likelihood=sde_tracking gives r_0 of the model's own SDE samples: use source=samples"
+    )
 
 
 def exact_log_prob(score, schedule: Schedule, x: Tensor, **_) -> LikelihoodResult:
@@ -61,18 +69,23 @@ def _timed(fn: Callable, *args, **kwargs):
     return out, time.perf_counter() - t
 
 
-def sample_job(score, schedule: Schedule, sampler: Callable, event_shape, seed: int,
-               oracle=None) -> Callable[[Tensor], dict]:
-    """ids → {x, logp_tracked?, logp_exact?, nfe, wall_s} for `sample`."""
+def sample_job(
+    score, schedule: Schedule, sampler: Callable, event_shape, seed: int, oracle=None
+) -> Callable[[Tensor], dict]:
+    """Job for `sample`: ids → {x, logp_tracked?, logp_exact?, nfe, wall_s}."""
 
     def job(ids: Tensor) -> dict:
         n = ids.numel()
         dtype = torch.float64 if oracle is not None else torch.float32
-        x_init = schedule.sample_prior((n, *event_shape), seed=seed, sample_ids=ids.tolist(),
-                                       dtype=dtype)
+        x_init = schedule.sample_prior(
+            (n, *event_shape), seed=seed, sample_ids=ids.tolist(), dtype=dtype
+        )
         res, wall = _timed(sampler, score, schedule, x_init, seed=seed, sample_ids=ids.tolist())
-        out = {"x": res.x.float(), "nfe": torch.full((n,), res.nfe), "wall_s":
-               torch.full((n,), wall / n, dtype=torch.float64)}
+        out = {
+            "x": res.x.float(),
+            "nfe": torch.full((n,), res.nfe),
+            "wall_s": torch.full((n,), wall / n, dtype=torch.float64),
+        }
         if res.logp is not None:
             out["logp_tracked"] = res.logp.double()
         if oracle is not None:
@@ -82,18 +95,28 @@ def sample_job(score, schedule: Schedule, sampler: Callable, event_shape, seed: 
     return job
 
 
-def evaluate_job(score, schedule: Schedule, estimator: Callable, name: str, source: str,
-                 data: Tensor | None, event_shape, sde_steps: int, seed: int,
-                 oracle=None) -> Callable[[Tensor], dict]:
-    """ids → {x, logp_<name>, logp_sde_tracking?, nfe, wall_s} for `evaluate`."""
+def evaluate_job(
+    score,
+    schedule: Schedule,
+    estimator: Callable,
+    name: str,
+    source: str,
+    data: Tensor | None,
+    event_shape,
+    sde_steps: int,
+    seed: int,
+    oracle=None,
+) -> Callable[[Tensor], dict]:
+    """Job for `evaluate`: ids → {x, logp_<name>, logp_sde_tracking?, nfe, wall_s}."""
 
     def job(ids: Tensor) -> dict:
         n, id_list = ids.numel(), ids.tolist()
         out: dict = {}
         if source == "samples":
             dtype = torch.float64 if oracle is not None else torch.float32
-            x_init = schedule.sample_prior((n, *event_shape), seed=seed, sample_ids=id_list,
-                                           dtype=dtype)
+            x_init = schedule.sample_prior(
+                (n, *event_shape), seed=seed, sample_ids=id_list, dtype=dtype
+            )
             gen = sample_sde(score, schedule, x_init, sde_steps, seed=seed, sample_ids=id_list)
             x = gen.x
             out["logp_sde_tracking"] = gen.logp

@@ -1,4 +1,4 @@
-"""`python -m cartoonist.sample`: the sample task (conf/sample.yaml); see `cartoonist.tasks.sample`."""
+"""`python -m cartoonist.sample`: the sample task (conf/sample.yaml, `cartoonist.tasks.sample`)."""
 
 import sys
 

@@ -49,7 +49,9 @@ def _already_done(out: Path) -> dict | None:
 def _start(cfg: DictConfig, task: str) -> Path:
     validate(cfg, task)
     out = _out(cfg)
-    print(OmegaConf.to_yaml(cfg, resolve=True))
+    out.mkdir(parents=True, exist_ok=True)
+    shown = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    print(OmegaConf.to_yaml(shown, resolve=True))
     print(f"[cartoonist] {task} → {out}")
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     return out
@@ -102,13 +104,17 @@ def train(cfg: DictConfig) -> dict:
         dm.setup()
         net = instantiate(cfg.model)(event_shape=dm.event_shape)
         noise = instantiate(cfg.noise)
-        spec = {"net": OmegaConf.to_container(cfg.model, resolve=True),
-                "noise": OmegaConf.to_container(cfg.noise, resolve=True),
-                "event_shape": list(dm.event_shape), "log_jacobian": float(dm.log_jacobian)}
+        spec = {
+            "net": OmegaConf.to_container(cfg.model, resolve=True),
+            "noise": OmegaConf.to_container(cfg.noise, resolve=True),
+            "event_shape": list(dm.event_shape),
+            "log_jacobian": float(dm.log_jacobian),
+        }
         module = DiffusionModule(net, noise, log_jacobian=dm.log_jacobian, spec=spec, **cfg.optim)
         callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-        trainer = instantiate(cfg.trainer, logger=_loggers(cfg, out), callbacks=callbacks,
-                              default_root_dir=str(out))
+        trainer = instantiate(
+            cfg.trainer, logger=_loggers(cfg, out), callbacks=callbacks, default_root_dir=str(out)
+        )
         last = out / "checkpoints" / "last.ckpt"
         resume = str(last) if last.exists() else None
         if resume:
@@ -128,10 +134,14 @@ def _predict(cfg: DictConfig, job, out: Path) -> dict | None:
     """Run `job` over sample ids through Trainer.predict; rank 0 gets the merged result."""
     parts = out / ".parts"
     shutil.rmtree(parts, ignore_errors=True)
-    trainer = instantiate(cfg.trainer, logger=False, callbacks=[PartWriter(parts)],
-                          default_root_dir=str(out))
-    trainer.predict(PredictJob(job), dataloaders=id_loader(cfg.n_samples, cfg.batch_size),
-                    return_predictions=False)
+    trainer = instantiate(
+        cfg.trainer, logger=False, callbacks=[PartWriter(parts)], default_root_dir=str(out)
+    )
+    trainer.predict(
+        PredictJob(job),
+        dataloaders=id_loader(cfg.n_samples, cfg.batch_size),
+        return_predictions=False,
+    )
     trainer.strategy.barrier()
     if trainer.global_rank != 0:
         return None
@@ -147,9 +157,17 @@ def _rows(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict]:
             continue
         bpd = bits_per_dim(val, dim, log_jacobian)
         for i, sid in enumerate(merged["sample_id"].tolist()):
-            rows.append(dict(sample_id=sid, seed=seed, estimator=key[5:],
-                             logp_nats=float(val[i]), bpd=float(bpd[i]),
-                             nfe=int(merged["nfe"][i]), wall_s=float(merged["wall_s"][i])))
+            rows.append(
+                dict(
+                    sample_id=sid,
+                    seed=seed,
+                    estimator=key[5:],
+                    logp_nats=float(val[i]),
+                    bpd=float(bpd[i]),
+                    nfe=int(merged["nfe"][i]),
+                    wall_s=float(merged["wall_s"][i]),
+                )
+            )
     return rows
 
 
@@ -174,7 +192,9 @@ def _write_results(cfg, out: Path, merged: dict, dm, log_jacobian: float, task: 
     fig = sample_figure(merged["x"], tuple(dm.event_shape))
     fig.savefig(out / "grid.png", dpi=120)
     summary = _summarise(rows)
-    summary.update(n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean()))
+    summary.update(
+        n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())
+    )
     for lg in _loggers(cfg, out):
         lg.log_metrics({f"{task}/{k}": v for k, v in summary.items()})
         if hasattr(lg, "log_table"):
@@ -196,8 +216,9 @@ def sample(cfg: DictConfig) -> dict:
         dm = instantiate(cfg.dataset)
         dm.setup()
         score, schedule, oracle, logjac = build_score(cfg, dm)
-        job = sample_job(score, schedule, instantiate(cfg.sampler), dm.event_shape, cfg.seed,
-                         oracle)
+        job = sample_job(
+            score, schedule, instantiate(cfg.sampler), dm.event_shape, cfg.seed, oracle
+        )
         merged = _predict(cfg, job, out)
         return {} if merged is None else _write_results(cfg, out, merged, dm, logjac, "sample")
     finally:
@@ -221,10 +242,22 @@ def evaluate(cfg: DictConfig) -> dict:
         score, schedule, oracle, logjac = build_score(cfg, dm)
         data = dm.val_data if cfg.source == "dataset" else None
         if data is not None and cfg.n_samples > data.shape[0]:
-            raise ConfigError(f"n_samples={cfg.n_samples} exceeds the {data.shape[0]} validation "
-                              f"examples of the dataset")
-        job = evaluate_job(score, schedule, instantiate(cfg.likelihood), name, cfg.source, data,
-                           dm.event_shape, cfg.sde_steps, cfg.seed, oracle)
+            raise ConfigError(
+                f"n_samples={cfg.n_samples} exceeds the {data.shape[0]} validation "
+                f"examples of the dataset"
+            )
+        job = evaluate_job(
+            score,
+            schedule,
+            instantiate(cfg.likelihood),
+            name,
+            cfg.source,
+            data,
+            dm.event_shape,
+            cfg.sde_steps,
+            cfg.seed,
+            oracle,
+        )
         t = time.perf_counter()
         merged = _predict(cfg, job, out)
         if merged is None:

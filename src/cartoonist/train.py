@@ -1,4 +1,4 @@
-"""`python -m cartoonist.train`: the train task (conf/train.yaml); see `cartoonist.tasks.train`."""
+"""`python -m cartoonist.train`: the train task (conf/train.yaml, `cartoonist.tasks.train`)."""
 
 import sys
 

@@ -85,10 +85,14 @@ class TrainingNoise(nn.Module):
         p = self.bin_loss / self.bin_loss.sum()
         return (1 - self.floor) * p + self.floor / p.numel()
 
-    def sample_lambda(self, n: int, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+    def sample_lambda(
+        self, n: int, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
         """Stratified λ draws from the proposal and their density q(λ), both [n] float64."""
-        u = (torch.arange(n, dtype=torch.float64) + torch.rand(n, generator=generator,
-                                                                dtype=torch.float64)) / n
+        u = (
+            torch.arange(n, dtype=torch.float64)
+            + torch.rand(n, generator=generator, dtype=torch.float64)
+        ) / n
         u = u[torch.randperm(n, generator=generator)].to(self.edges.device)
         p = self._probs()
         cdf = torch.cat([p.new_zeros(1), torch.cumsum(p, 0)])

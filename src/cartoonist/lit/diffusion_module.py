@@ -58,10 +58,12 @@ class DiffusionModule(L.LightningModule):
         return loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
-        """Update the EMA weights."""
+        """Update the EMA weights (decay warmed up as min(decay, (1 + n)/(10 + n)))."""
+        n = self.global_step
+        decay = min(self.decay, (1 + n) / (10 + n))
         with torch.no_grad():
             for e, p in zip(self.ema.parameters(), self.net.parameters()):
-                e.lerp_(p, 1.0 - self.decay)
+                e.lerp_(p, 1.0 - decay)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         """Validation ELBO of the EMA network, in nats and bits/dim (Theorem 4)."""

@@ -1,7 +1,8 @@
 """Per-sample jobs (sampling, likelihoods) run through `Trainer.predict` over sample ids.
 
 Under `trainer=ddp` Lightning splits the ids across processes; every sample's noise is keyed by
-(seed, sample_id), so the numbers equal a one-process run. Each rank writes its part; rank 0 merges.
+(seed, sample_id), so the numbers equal a one-process run. Each rank writes its part; rank 0
+merges.
 """
 
 from __future__ import annotations

@@ -22,8 +22,11 @@ def image_grid(x: Tensor, ncol: int | None = None, pad: int = 1) -> Tensor:
     grid = torch.ones(c, nrow * (h + pad) + pad, ncol * (w + pad) + pad)
     for i in range(n):
         r, q = divmod(i, ncol)
-        grid[:, pad + r * (h + pad): pad + r * (h + pad) + h,
-             pad + q * (w + pad): pad + q * (w + pad) + w] = (x[i].float().clamp(-1, 1) + 1) / 2
+        grid[
+            :,
+            pad + r * (h + pad) : pad + r * (h + pad) + h,
+            pad + q * (w + pad) : pad + q * (w + pad) + w,
+        ] = (x[i].float().clamp(-1, 1) + 1) / 2
     return grid.permute(1, 2, 0)
 
 
