@@ -10,6 +10,7 @@ and writes `demo.png`, `per_sample.csv` and `summary.json` into its run director
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 
@@ -27,7 +28,13 @@ def run_demo(cfg: DictConfig) -> dict:
     """Run the demo; returns the summary."""
     from cartoonist import tasks
     from cartoonist.diffusion import bits_per_dim, hd_sample, sample_ode, sample_sde
-    from cartoonist.pipeline import build_score, mark_done, write_json, write_per_sample_csv
+    from cartoonist.pipeline import (
+        atomic_write,
+        build_score,
+        mark_done,
+        write_json,
+        write_per_sample_csv,
+    )
     from cartoonist.plotting.demo import demo_figure
 
     out = Path(cfg.paths.output_dir)
@@ -75,7 +82,9 @@ def run_demo(cfg: DictConfig) -> dict:
         summary[f"mean_logp[{name}]"] = float(lp.mean())
         summary[f"mean_bpd[{name}]"] = float(bits_per_dim(lp, D, logjac).mean())
     fig = demo_figure(panels, dm.event_shape, sde.logp, true)
-    fig.savefig(out / "demo.png", dpi=130)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=130)
+    atomic_write(out / "demo.png", png.getvalue())
     write_per_sample_csv(out / "per_sample.csv", rows)
     write_json(out / "summary.json", summary)
     mark_done(out)

@@ -7,7 +7,9 @@ mode `WANDB_MODE` decides) and always finishes the wandb run.
 
 from __future__ import annotations
 
+import io
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -47,6 +49,8 @@ def _already_done(out: Path) -> dict | None:
 
 
 def _start(cfg: DictConfig, task: str) -> Path:
+    # wandb never prompts or needs an account unless asked: WANDB_MODE=online opts in.
+    os.environ.setdefault("WANDB_MODE", "offline")
     validate(cfg, task)
     out = _out(cfg)
     out.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,9 @@ def _loggers(cfg: DictConfig, out: Path) -> list:
             loggers.append(logger)
         else:
             loggers.append(instantiate(lc))
+    shown = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(shown, resolve=True))
     return loggers
 
 
@@ -187,10 +194,13 @@ def _write_results(cfg, out: Path, merged: dict, dm, log_jacobian: float, task: 
     dim = int(merged["x"][0].numel())
     rows = _rows(merged, cfg.seed, dim, log_jacobian)
     write_per_sample_csv(out / "per_sample.csv", rows)
-    buf = out / "samples.pt"
+    buf = io.BytesIO()
     torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
+    atomic_write(out / "samples.pt", buf.getvalue())
     fig = sample_figure(merged["x"], tuple(dm.event_shape))
-    fig.savefig(out / "grid.png", dpi=120)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=120)
+    atomic_write(out / "grid.png", png.getvalue())
     summary = _summarise(rows)
     summary.update(
         n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())

@@ -22,6 +22,14 @@ def _csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.parametrize("sampler", ["sde", "pf_ode", "heun", "mode_tracking"])
+def test_other_samplers_smoke(tmp_path, sampler):
+    out = tmp_path / sampler
+    summary = tasks.sample(compose_cfg("sample", ["debug=smoke", f"sampler={sampler}",
+                                                  "sampler.steps=20"], out))
+    assert summary["n"] == 8 and (out / "DONE").exists()
+
+
 def test_sample_smoke_writes_outputs_and_skips_when_done(tmp_path):
     out = tmp_path / "s"
     cfg = compose_cfg("sample", ["debug=smoke", "sampler=hd"], out)

@@ -466,7 +466,17 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-class MNIST(_Pixels):
+class _UserFiles(_Pixels):
+    """A standard dataset read from the user's files (`path`, `split`); labels kept if present."""
+
+    def __init__(self, path: str, split: str = "train", dequantize: bool = False, seed: int = 0):
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got '{split}'")
+        super().__init__(dequantize, seed)
+        self.path, self.split, self.labels = Path(path).expanduser(), split, None
+
+
+class MNIST(_UserFiles):
     """MNIST from the standard IDX files in a user folder, [N, 1, 28, 28].
 
     Looks for `{train,t10k}-images-idx3-ubyte[.gz]` (and the matching `-labels-idx1-ubyte`, kept in
@@ -481,12 +491,6 @@ class MNIST(_Pixels):
 
     name = "mnist"
     shape = (1, 28, 28)
-
-    def __init__(self, path: str, split: str = "train", dequantize: bool = False, seed: int = 0):
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got '{split}'")
-        super().__init__(dequantize, seed)
-        self.path, self.split, self.labels = Path(path).expanduser(), split, None
 
     def pixels(self) -> Tensor:
         """The images as 8-bit values, [N, 1, 28, 28] uint8 (labels go to `self.labels`)."""
@@ -509,7 +513,7 @@ class MNIST(_Pixels):
         return torch.from_numpy(images.copy())[:, None]
 
 
-class CIFAR10(_Pixels):
+class CIFAR10(_UserFiles):
     """CIFAR-10 from the official python batches (`cifar-10-batches-py`), [N, 3, 32, 32].
 
     The batches are the official archive's pickled dicts of numpy arrays (`data`: [n, 3072] uint8
@@ -526,12 +530,6 @@ class CIFAR10(_Pixels):
 
     name = "cifar10"
     shape = (3, 32, 32)
-
-    def __init__(self, path: str, split: str = "train", dequantize: bool = False, seed: int = 0):
-        if split not in ("train", "test"):
-            raise ValueError(f"split must be 'train' or 'test', got '{split}'")
-        super().__init__(dequantize, seed)
-        self.path, self.split, self.labels = Path(path).expanduser(), split, None
 
     def pixels(self) -> Tensor:
         """The images as 8-bit values, [N, 3, 32, 32] uint8 (labels go to `self.labels`)."""
