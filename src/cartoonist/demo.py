@@ -28,6 +28,7 @@ def run_demo(cfg: DictConfig) -> dict:
     """Run the demo; returns the summary."""
     from cartoonist import tasks
     from cartoonist.diffusion import bits_per_dim, hd_sample, sample_ode, sample_sde
+    from cartoonist.diffusion.integrators import show_progress
     from cartoonist.pipeline import (
         atomic_write,
         build_score,
@@ -47,7 +48,8 @@ def run_demo(cfg: DictConfig) -> dict:
     n, shape, D = cfg.n_samples, (cfg.n_samples, *dm.event_shape), dm.dim
     x_T = schedule.sample_prior(shape, seed=cfg.seed, dtype=torch.float64)
     exact = lambda x: oracle.log_prob(x, schedule.lambda_max)  # noqa: E731
-    sde = sample_sde(oracle, schedule, x_T, cfg.sde_steps, seed=cfg.seed)
+    with show_progress("reverse SDE"):
+        sde = sample_sde(oracle, schedule, x_T, cfg.sde_steps, seed=cfg.seed)
     ode = sample_ode(oracle, schedule, x_T, cfg.hd_steps, method="euler", track_logp=False)
     rows, panels = [], {"PF-ODE": (ode.x, exact(ode.x))}
     for thr in cfg.thresholds:

@@ -19,6 +19,7 @@ from cartoonist.diffusion import (
     sample_sde,
     track_mode,
 )
+from cartoonist.diffusion.integrators import show_progress
 
 __all__ = ["sample_job", "evaluate_job", "mode_tracking_sampler", "sde_tracking", "exact_log_prob"]
 
@@ -64,8 +65,15 @@ def exact_log_prob(score, schedule: Schedule, x: Tensor, **_) -> LikelihoodResul
 
 
 def _timed(fn: Callable, *args, **kwargs):
+    """Run fn, with step progress bars on rank 0; return (result, seconds)."""
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
     t = time.perf_counter()
-    out = fn(*args, **kwargs)
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        with show_progress(getattr(fn, "func", fn).__name__):
+            out = fn(*args, **kwargs)
+    else:
+        out = fn(*args, **kwargs)
     return out, time.perf_counter() - t
 
 
@@ -117,7 +125,9 @@ def evaluate_job(
             x_init = schedule.sample_prior(
                 (n, *event_shape), seed=seed, sample_ids=id_list, dtype=dtype
             )
-            gen = sample_sde(score, schedule, x_init, sde_steps, seed=seed, sample_ids=id_list)
+            gen, _ = _timed(
+                sample_sde, score, schedule, x_init, sde_steps, seed=seed, sample_ids=id_list
+            )
             x = gen.x
             out["logp_sde_tracking"] = gen.logp
         else:

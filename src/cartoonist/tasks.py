@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import time
@@ -48,10 +49,23 @@ def _already_done(out: Path) -> dict | None:
     return None
 
 
+def _quiet_duplicate_logs() -> None:
+    """Keep one copy of Lightning's log lines: Hydra's root handler (console and <run>/<task>.log).
+
+    Lightning adds a console handler of its own below Hydra's, which prints every line twice.
+    """
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        lg.handlers = [h for h in lg.handlers if type(h) is not logging.StreamHandler]
+
+
 def _start(cfg: DictConfig, task: str) -> Path:
     # wandb never prompts or needs an account unless asked: WANDB_MODE=online opts in.
     os.environ.setdefault("WANDB_MODE", "offline")
     validate(cfg, task)
+    _quiet_duplicate_logs()
     out = _out(cfg)
     out.mkdir(parents=True, exist_ok=True)
     shown = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])

@@ -25,8 +25,9 @@ def _csv(path: Path) -> list[dict]:
 @pytest.mark.parametrize("sampler", ["sde", "pf_ode", "heun", "mode_tracking"])
 def test_other_samplers_smoke(tmp_path, sampler):
     out = tmp_path / sampler
-    summary = tasks.sample(compose_cfg("sample", ["debug=smoke", f"sampler={sampler}",
-                                                  "sampler.steps=20"], out))
+    summary = tasks.sample(
+        compose_cfg("sample", ["debug=smoke", f"sampler={sampler}", "sampler.steps=20"], out)
+    )
     assert summary["n"] == 8 and (out / "DONE").exists()
 
 

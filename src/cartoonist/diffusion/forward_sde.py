@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from cartoonist.diffusion.divergence import score_and_laplacian
-from cartoonist.diffusion.integrators import check_grid, check_state
+from cartoonist.diffusion.integrators import check_grid, check_state, step_range
 from cartoonist.diffusion.results import LikelihoodResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule, check_steps
@@ -68,7 +68,7 @@ def forward_sde_log_prob(
     f_all, g2_all = schedule.f_tilde(grid), schedule.g2(grid)
     acc = torch.zeros(B, dtype=torch.float64, device=x.device)
     n = grid.numel() - 1
-    for k in range(n):
+    for k in step_range(n):
         h = float(grid[k + 1] - grid[k])  # < 0
         f, g2 = float(f_all[k]), float(g2_all[k])
         lb = lam_batch(grid[k], x)

@@ -12,14 +12,46 @@ the point of them.
 
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor
 
 from cartoonist.diffusion.results import Trajectory
 
-__all__ = ["integrate_ode", "check_grid", "FIXED_METHODS", "check_state"]
+__all__ = [
+    "integrate_ode",
+    "check_grid",
+    "FIXED_METHODS",
+    "check_state",
+    "show_progress",
+    "step_range",
+]
+
+_PROGRESS: ContextVar[str | None] = ContextVar("cartoonist_progress", default=None)
+
+
+@contextmanager
+def show_progress(desc: str = "steps") -> Iterator[None]:
+    """Within this context, fixed-grid loops show a tqdm progress bar labelled `desc`."""
+    token = _PROGRESS.set(desc)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def step_range(n: int):
+    """range(n), wrapped in a progress bar inside `show_progress`."""
+    desc = _PROGRESS.get()
+    if desc is None:
+        return range(n)
+    from tqdm.auto import tqdm
+
+    return tqdm(range(n), desc=desc, leave=False, dynamic_ncols=True)
+
 
 Drift = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor | None]"]
 FIXED_METHODS = ("euler", "heun")
@@ -85,7 +117,7 @@ def integrate_ode(
 def _fixed(drift, x, grid, acc, method, score, record):
     xs, accs = ([x], [acc]) if record else (None, None)
     n = grid.numel() - 1
-    for k in range(n):
+    for k in step_range(n):
         lam, lam_next = grid[k], grid[k + 1]
         h = float(lam_next - lam)
         if score is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.integrators import check_grid, check_state
+from cartoonist.diffusion.integrators import check_grid, check_state, step_range
 from cartoonist.diffusion.results import SampleResult, Trajectory
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule, check_steps
@@ -82,7 +82,7 @@ def sample_sde(
     f_all, g2_all = schedule.f_tilde(grid), schedule.g2(grid)
     xs, rs = ([x], [r]) if record else (None, None)
     n = grid.numel() - 1
-    for k in range(n):
+    for k in step_range(n):
         h = float(grid[k + 1] - grid[k])
         f, g2 = float(f_all[k]), float(g2_all[k])
         sc.where = f" at step {k} of {n}"
