@@ -36,6 +36,15 @@ train-digits: $(STAMP) ## Train the small U-Net on sklearn digits (likelihood we
 sync-wandb: ## Upload offline wandb runs under outputs/ (needs a wandb account and WANDB_API_KEY)
 	@for d in $$(find outputs -type d -name "offline-run-*"); do $(VENV)/bin/wandb sync "$$d"; done
 
+fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures (~25 s) → outputs/figures/
+	$(PY) -m cartoonist.figure experiment=fig3_tracking $(ARGS)
+
+fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~15 s) → outputs/figures/
+	$(PY) -m cartoonist.figure experiment=fig5_mode_tracking $(ARGS)
+
+plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
+	$(PY) experiments/$*/plot.py
+
 test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"
 
@@ -52,4 +61,4 @@ clean: ## Remove caches (keeps .venv and outputs/)
 clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
-.PHONY: help install demo smoke train-digits sync-wandb test test-slow test-all clean clean-outputs
+.PHONY: help install demo smoke fig3_tracking fig5_mode_tracking train-digits sync-wandb test test-slow test-all clean clean-outputs

@@ -52,12 +52,19 @@ def validate(cfg: DictConfig, task: str) -> None:
     for key in ("seed",):
         if not isinstance(OmegaConf.select(cfg, key), int):
             raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
-    lo, hi = OmegaConf.select(cfg, "noise.lambda_min"), OmegaConf.select(cfg, "noise.lambda_max")
-    for key, val in (("noise.lambda_min", lo), ("noise.lambda_max", hi)):
-        if not isinstance(val, (int, float)) or not math.isfinite(val):
-            raise ConfigError(f"{key} must be a finite number, got {val!r}")
-    if not lo < hi:
-        raise ConfigError(f"noise.lambda_min ({lo}) must be below noise.lambda_max ({hi})")
+    lo, hi = -math.inf, math.inf
+    if "noise" in cfg:
+        lo, hi = (
+            OmegaConf.select(cfg, "noise.lambda_min"),
+            OmegaConf.select(cfg, "noise.lambda_max"),
+        )
+        for key, val in (("noise.lambda_min", lo), ("noise.lambda_max", hi)):
+            if not isinstance(val, (int, float)) or not math.isfinite(val):
+                raise ConfigError(f"{key} must be a finite number, got {val!r}")
+        if not lo < hi:
+            raise ConfigError(f"noise.lambda_min ({lo}) must be below noise.lambda_max ({hi})")
+    if task == "figure" and OmegaConf.is_missing(cfg, "figure_name"):
+        raise ConfigError("figure_name is not set: choose a figure with experiment=<name>")
     for key in (
         "sampler.steps",
         "likelihood.steps",

@@ -291,3 +291,38 @@ def evaluate(cfg: DictConfig) -> dict:
         return res
     finally:
         _finish_wandb()
+
+
+# -- figure -------------------------------------------------------------------------------------
+def figure(cfg: DictConfig) -> dict:
+    """Compute a figure, plot it, write outputs/figures/<name>.{csv,json,png,pdf}."""
+    import pandas as pd
+
+    out = _out(cfg)
+    if (done := _already_done(out)) is not None:
+        return done
+    out = _start(cfg, "figure")
+    try:
+        data = instantiate(cfg.compute)(seed=cfg.seed)
+        df = pd.DataFrame(data.rows)
+        fig = instantiate(cfg.plot)(df)
+        figs = Path(cfg.paths.figures_dir)
+        name = cfg.figure_name
+        atomic_write(figs / f"{name}.csv", df.to_csv(index=False))
+        write_json(figs / f"{name}.json", data.metrics)
+        for ext in ("png", "pdf"):
+            buf = io.BytesIO()
+            fig.savefig(buf, format=ext, dpi=150)
+            atomic_write(figs / f"{name}.{ext}", buf.getvalue())
+        for lg in _loggers(cfg, out):
+            lg.log_metrics({f"figure/{k}": v for k, v in data.metrics.items()})
+            if hasattr(lg, "log_table"):
+                lg.log_table(key=f"figure/{name}", dataframe=df)
+                lg.log_image(key=f"figure/{name}_plot", images=[str(figs / f"{name}.png")])
+            lg.finalize("success")
+        for k, v in data.metrics.items():
+            print(f"  {k:34s} {v: .6g}")
+        files = [str(figs / f"{name}.{e}") for e in ("png", "pdf", "csv", "json")]
+        return _done(out, data.metrics, files)
+    finally:
+        _finish_wandb()

@@ -58,11 +58,7 @@ def test_primary_configs_and_smoke_debug_compose(task, tmp_path):
     "path", sorted((CONF_DIR / "experiment").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_experiments_compose(path, tmp_path):
-    task = (
-        path.read_text().split("task:", 1)[1].split()[0]
-        if "task:" in path.read_text()
-        else "sample"
-    )
+    task = "figure" if "figure_name:" in path.read_text() else "sample"
     cfg = compose_cfg(task, [f"experiment={path.stem}"], tmp_path / "run")
     validate(cfg, task)
     assert cfg.experiment_name != "adhoc" and isinstance(cfg.seed, int)

@@ -225,3 +225,39 @@ def test_demo_runs_small(tmp_path):
     assert (out / "demo.png").exists() and (out / "DONE").exists()
     # Algorithm 1 from high noise beats regular PF-ODE samples of the same noise (exact log p).
     assert summary["mean_logp[HD λ_thr=-4]"] > summary["mean_logp[PF-ODE]"]
+
+
+@pytest.mark.parametrize(
+    "name,small",
+    [
+        ("fig3_tracking", ["compute.n=200", "compute.steps=200", "compute.step_counts=[50,200]"]),
+        (
+            "fig5_mode_tracking",
+            ["compute.n_points=2", "compute.steps=60", "compute.check_every=20"],
+        ),
+    ],
+)
+def test_figures_smoke_and_replot(tmp_path, name, small):
+    import json
+
+    root = tmp_path / "outputs"
+    cfg = compose_cfg(
+        "figure", [f"experiment={name}", "logger=csv"] + small, root / "figure" / name
+    )
+    cfg.paths.figures_dir = str(root / "figures")
+    tasks.figure(cfg)
+    for ext in ("png", "pdf", "csv", "json"):
+        assert (root / "figures" / f"{name}.{ext}").exists(), ext
+    metrics = json.loads((root / "figures" / f"{name}.json").read_text())
+    if name == "fig5_mode_tracking":
+        assert metrics["max_err_mode_tracking"] <= 1e-3  # 60 RK4 steps here; 400 give 1e-8
+    else:
+        assert 0.5 < metrics["corr_r_true"] <= 1
+    (root / "figures" / f"{name}.png").unlink()
+    r = subprocess.run(
+        [sys.executable, f"experiments/{name}/plot.py", str(root / "figures")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert r.returncode == 0 and (root / "figures" / f"{name}.png").exists(), r.stderr

@@ -1,0 +1,11 @@
+"""Figure computations: pure functions from settings to the plotted numbers (no file I/O).
+
+Each returns a `FigureData`: `rows` (exactly the plotted numbers, one dict per point) and `metrics`
+(the headline numbers written to `outputs/figures/<name>.json`).
+"""
+
+from cartoonist.figures.common import FigureData, toy_mixture
+from cartoonist.figures.fig3_tracking import fig3_tracking
+from cartoonist.figures.fig5_mode_tracking import fig5_mode_tracking
+
+__all__ = ["FigureData", "toy_mixture", "fig3_tracking", "fig5_mode_tracking"]
