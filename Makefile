@@ -42,6 +42,13 @@ fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures (~25
 fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~15 s) → outputs/figures/
 	$(PY) -m cartoonist.figure experiment=fig5_mode_tracking $(ARGS)
 
+hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle, ~2 min) → outputs/figures/
+	$(PY) -m cartoonist.sample experiment=hd_threshold_baseline $(ARGS)
+	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS)
+	$(PY) experiments/hd_threshold/plot.py
+
+figures: fig3_tracking fig5_mode_tracking hd_threshold ## Every figure that exists so far
+
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/$*/plot.py
 
@@ -61,4 +68,4 @@ clean: ## Remove caches (keeps .venv and outputs/)
 clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
-.PHONY: help install demo smoke fig3_tracking fig5_mode_tracking train-digits sync-wandb test test-slow test-all clean clean-outputs
+.PHONY: help install demo smoke fig3_tracking fig5_mode_tracking hd_threshold figures train-digits sync-wandb test test-slow test-all clean clean-outputs

@@ -128,10 +128,15 @@ def preflight(task: str, argv: list[str]) -> None:
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             cfg = compose(task, overrides=argv, return_hydra_config=True)
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
+        if cfg.hydra.mode == RunMode.MULTIRUN:
+            return  # an experiment that is a sweep: each job validates itself
         HydraConfig.instance().set_config(cfg)
         validate(cfg, task)
     except Exception as e:  # noqa: BLE001 - any composition error becomes one line
+        if "Ambiguous value" in str(e):
+            return  # a sweep given on the command line (a,b,c): Hydra expands it
         print(f"error: {format_error(e)}", file=sys.stderr)
         raise SystemExit(2) from None
 

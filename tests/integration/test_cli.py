@@ -227,6 +227,36 @@ def test_demo_runs_small(tmp_path):
     assert summary["mean_logp[HD λ_thr=-4]"] > summary["mean_logp[PF-ODE]"]
 
 
+@pytest.mark.slow
+def test_hd_threshold_sweep_and_plot(tmp_path):
+    """The multirun sweep (Hydra -m via the experiment), and the collector script."""
+    import json
+
+    small = ["n_samples=8", "sampler.steps=40", "logger=csv", f"paths.output_root={tmp_path}"]
+    for exp, extra in (
+        ("hd_threshold_baseline", []),
+        ("hd_threshold", ["sampler.lambda_threshold=-4,4"]),
+    ):
+        r = subprocess.run(
+            [sys.executable, "-m", "cartoonist.sample", f"experiment={exp}"] + small + extra,
+            capture_output=True,
+            text=True,
+            env=ENV,
+        )
+        assert r.returncode == 0, r.stderr[-2000:]
+    jobs = sorted((tmp_path / "sample" / "hd_threshold").glob("[0-9]*"))
+    assert len(jobs) == 4 and all((j / "DONE").exists() for j in jobs)
+    r = subprocess.run(
+        [sys.executable, "experiments/hd_threshold/plot.py", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((tmp_path / "figures" / "hd_threshold.json").read_text())
+    assert {"mean_logp_sde", "mean_logp_pf_ode", "gain_hd_ode_-4", "gain_hd_sde_4"} <= set(metrics)
+
+
 @pytest.mark.parametrize(
     "name,small",
     [

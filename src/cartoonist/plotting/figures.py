@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_fig3_tracking", "plot_fig5_mode_tracking", "OKABE_ITO"]
+__all__ = ["plot_fig3_tracking", "plot_fig5_mode_tracking", "plot_hd_threshold", "OKABE_ITO"]
 
 OKABE_ITO = [
     "#0072B2",
@@ -84,4 +84,46 @@ def plot_fig5_mode_tracking(df: pd.DataFrame):
     ax.set_ylabel("x₂")
     ax.set_title("2-D mixture: paths of the mode")
     fig.tight_layout()
+    return fig
+
+
+def plot_hd_threshold(summary: pd.DataFrame, grids: dict, event_shape, per_row: int = 10):
+    """Mean exact log p vs threshold (left) and HD sample rows per threshold (right).
+
+    Args:
+        summary: rows of `summarise_hd_threshold` (method, first_stage, lambda_threshold,
+            mean_logp, se).
+        grids: label -> samples [N, *event_shape] (shown `per_row` each, one row per label).
+        event_shape: (C, H, W).
+    """
+    from cartoonist.plotting.samples import image_grid
+
+    fig = plt.figure(figsize=(12, 0.9 * max(len(grids), 4) + 1.5))
+    gs = fig.add_gridspec(len(grids), 2, width_ratios=[1.2, 1.6], wspace=0.3)
+    ax = fig.add_subplot(gs[:, 0])
+    hd = summary[summary.method == "hd"]
+    for i, (stage, g) in enumerate(hd.groupby("first_stage")):
+        g = g.sort_values("lambda_threshold")
+        ax.errorbar(
+            g.lambda_threshold,
+            g.mean_logp,
+            yerr=g.se,
+            marker="o",
+            capsize=3,
+            color=OKABE_ITO[i],
+            label=f"HD, first stage {stage}",
+        )
+    for j, (_, r) in enumerate(summary[summary.method != "hd"].iterrows()):
+        ax.axhline(r.mean_logp, color=OKABE_ITO[2 + j], ls="--", label=f"regular {r.method}")
+    ax.set_xlabel("threshold λ_thr (HD-ODE from here to λ_max)")
+    ax.set_ylabel("mean exact log p (nats)")
+    ax.set_title("Algorithm 1 vs regular sampling (same noise)")
+    ax.legend(fontsize=8)
+    for r, (label, x) in enumerate(grids.items()):
+        a = fig.add_subplot(gs[r, 1])
+        g = image_grid(x[:per_row].reshape(-1, *event_shape), ncol=per_row)
+        a.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=1)
+        a.set_xticks([])
+        a.set_yticks([])
+        a.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
     return fig
