@@ -42,12 +42,18 @@ fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures (~25
 fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~15 s) → outputs/figures/
 	$(PY) -m cartoonist.figure experiment=fig5_mode_tracking $(ARGS)
 
+fig1_hd_samples: $(STAMP) ## Figure 1: HD modes vs posterior samples on faces/patches oracles (~40 s)
+	$(PY) -m cartoonist.figure experiment=fig1_hd_samples $(ARGS)
+
+png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle, Spearman ρ (~30 s)
+	$(PY) -m cartoonist.figure experiment=png_size $(ARGS)
+
 hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle, ~2 min) → outputs/figures/
 	$(PY) -m cartoonist.sample experiment=hd_threshold_baseline $(ARGS)
 	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS)
 	$(PY) experiments/hd_threshold/plot.py
 
-figures: fig3_tracking fig5_mode_tracking hd_threshold ## Every figure that exists so far
+figures: fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold png_size ## Every figure so far (~4 min)
 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/$*/plot.py
@@ -68,4 +74,5 @@ clean: ## Remove caches (keeps .venv and outputs/)
 clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
-.PHONY: help install demo smoke fig3_tracking fig5_mode_tracking hd_threshold figures train-digits sync-wandb test test-slow test-all clean clean-outputs
+.PHONY: help install demo smoke fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold \
+	png_size figures train-digits sync-wandb test test-slow test-all clean clean-outputs

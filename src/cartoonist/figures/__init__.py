@@ -7,5 +7,13 @@ Each returns a `FigureData`: `rows` (exactly the plotted numbers, one dict per p
 from cartoonist.figures.common import FigureData, toy_mixture
 from cartoonist.figures.fig3_tracking import fig3_tracking
 from cartoonist.figures.fig5_mode_tracking import fig5_mode_tracking
+from cartoonist.figures.oracle_images import fig1_hd_samples, png_size
 
-__all__ = ["FigureData", "toy_mixture", "fig3_tracking", "fig5_mode_tracking"]
+__all__ = [
+    "FigureData",
+    "toy_mixture",
+    "fig1_hd_samples",
+    "fig3_tracking",
+    "fig5_mode_tracking",
+    "png_size",
+]

@@ -8,7 +8,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["plot_fig3_tracking", "plot_fig5_mode_tracking", "plot_hd_threshold", "OKABE_ITO"]
+__all__ = [
+    "OKABE_ITO",
+    "plot_fig1_hd_samples",
+    "plot_fig3_tracking",
+    "plot_fig5_mode_tracking",
+    "plot_hd_threshold",
+    "plot_png_size",
+]
 
 OKABE_ITO = [
     "#0072B2",
@@ -126,4 +133,53 @@ def plot_hd_threshold(summary: pd.DataFrame, grids: dict, event_shape, per_row: 
         a.set_xticks([])
         a.set_yticks([])
         a.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
+def plot_fig1_hd_samples(df: pd.DataFrame):
+    """Rows: x_t per dataset; columns: x_t | HD mode | posterior samples | posterior mean.
+
+    Each image's exact log p (nats) is written under it.
+    """
+    import numpy as np
+
+    datasets = list(dict.fromkeys(df.dataset))
+    ncol = int(df.col.max()) + 1
+    nrow = sum(int(df[df.dataset == d].row.max()) + 1 for d in datasets)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(1.45 * ncol, 1.55 * nrow + 0.4), squeeze=False)
+    r0 = 0
+    for d in datasets:
+        sub = df[df.dataset == d]
+        for _, row in sub.iterrows():
+            shape = [int(v) for v in str(row["shape"]).split("x")]
+            img = np.array([float(v) for v in row.pixels.split()]).reshape(shape)
+            img = np.clip((np.moveaxis(img, 0, -1) + 1) / 2, 0, 1)
+            ax = axes[r0 + int(row.row), int(row.col)]
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if int(row.col) > 0:
+                ax.set_xlabel(f"{row.logp:.0f} nats", fontsize=7)
+            if r0 + int(row.row) == 0:
+                ax.set_title(row.column, fontsize=7)
+            if int(row.col) == 0:
+                ax.set_ylabel(d, fontsize=8)
+        r0 += int(sub.row.max()) + 1
+    fig.suptitle(
+        "High-density mode of p(x_0 | x_t) vs samples (exact log p under each image)", fontsize=9
+    )
+    fig.tight_layout()
+    return fig
+
+
+def plot_png_size(df: pd.DataFrame):
+    """−log p (nats) against PNG size (bytes) of samples, one colour per sampler."""
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    for i, (name, g) in enumerate(df.groupby("sampler", sort=False)):
+        ax.scatter(g.png_bytes, g.neg_logp, s=8, alpha=0.7, color=OKABE_ITO[i], label=name)
+    ax.set_xlabel("PNG file size (bytes, 8-bit)")
+    ax.set_ylabel("−log p (nats)")
+    ax.set_title("Information content vs compressed size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig
