@@ -56,7 +56,7 @@ hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits or
 figures: fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold png_size ## Every figure so far (~4 min)
 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
-	$(PY) experiments/$*/plot.py
+	$(PY) experiments/replot.py $*
 
 test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"

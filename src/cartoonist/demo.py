@@ -11,15 +11,13 @@ and writes `demo.png`, `per_sample.csv` and `summary.json` into its run director
 from __future__ import annotations
 
 import io
-import sys
 from pathlib import Path
 
-import hydra
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cartoonist.pipeline import CONF_DIR, preflight
+from cartoonist.pipeline import entry_point
 
 __all__ = ["main", "run_demo"]
 
@@ -97,16 +95,7 @@ def run_demo(cfg: DictConfig) -> dict:
     return summary
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="demo")
-def _main(cfg: DictConfig):
-    return run_demo(cfg)
-
-
-def main() -> None:
-    """Validate the command line's config in one line, then hand over to Hydra."""
-    preflight("demo", sys.argv[1:])
-    _main()
-
+main = entry_point("demo", run_demo)
 
 if __name__ == "__main__":
     main()

@@ -141,6 +141,31 @@ def preflight(task: str, argv: list[str]) -> None:
         raise SystemExit(2) from None
 
 
+def entry_point(task: str, run=None):
+    """The `main()` of `python -m cartoonist.<task>`: one-line preflight, then Hydra.
+
+    Args:
+        task: config name in conf/ (and, unless `run` is given, a function of `cartoonist.tasks`).
+        run: cfg -> result, for tasks that live elsewhere (the demo).
+    """
+    import hydra
+
+    @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name=task)
+    def _main(cfg):
+        if run is not None:
+            return run(cfg)
+        from cartoonist import tasks
+
+        return getattr(tasks, task)(cfg)
+
+    def main() -> None:
+        preflight(task, sys.argv[1:])
+        _main()
+
+    main.__doc__ = f"Entry point of `python -m cartoonist.{task}` (conf/{task}.yaml)."
+    return main
+
+
 # -- output files -------------------------------------------------------------------------------
 def atomic_write(path: Path, data: str | bytes) -> None:
     """Write a file via a temporary sibling and rename, so readers never see a partial file."""

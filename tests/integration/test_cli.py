@@ -301,7 +301,7 @@ def test_figures_smoke_and_replot(tmp_path, name, small):
         assert metrics["faces: mean_logp[HD-ODE y_0]"] > post
     (root / "figures" / f"{name}.png").unlink()
     r = subprocess.run(
-        [sys.executable, f"experiments/{name}/plot.py", str(root / "figures")],
+        [sys.executable, "experiments/replot.py", name, str(root / "figures")],
         capture_output=True,
         text=True,
         env=ENV,
