@@ -48,12 +48,24 @@ fig1_hd_samples: $(STAMP) ## Figure 1: HD modes vs posterior samples on faces/pa
 png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle, Spearman ρ (~30 s)
 	$(PY) -m cartoonist.figure experiment=png_size $(ARGS)
 
+FIG4 := "digits_elbo digits unet elbo 1000" "digits_sigmoid digits unet sigmoid 1000" \
+	"gmm2d_mlp gmm2d mlp elbo 1500"
+fig4_r0_ode_elbo: $(STAMP) ## Fig. 4: r₀ vs PF-ODE vs ELBO of 3 trained models (~15 min: trains them once)
+	@for spec in $(FIG4); do set -- $$spec; \
+	  $(PY) -m cartoonist.train dataset=$$2 model=$$3 noise.weighting=$$4 trainer.max_steps=$$5 \
+	    experiment_name=fig4 run_name=fig4_$$1 $(ARGS) || exit 1; \
+	  for lik in pf_ode elbo; do \
+	    $(PY) -m cartoonist.evaluate experiment=fig4_eval dataset=$$2 model=$$3 likelihood=$$lik \
+	      ckpt_path=outputs/train/fig4_$$1/checkpoints/last.ckpt run_name=fig4_$$1__$$lik $(ARGS) \
+	      || exit 1; done; done
+	$(PY) experiments/fig4_r0_ode_elbo/plot.py
+
 hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle, ~2 min) → outputs/figures/
 	$(PY) -m cartoonist.sample experiment=hd_threshold_baseline $(ARGS)
 	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS)
 	$(PY) experiments/hd_threshold/plot.py
 
-figures: fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold png_size ## Every figure so far (~4 min)
+figures: fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold png_size fig4_r0_ode_elbo ## Every figure (~20 min)
 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/replot.py $*
@@ -75,4 +87,4 @@ clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
 .PHONY: help install demo smoke fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold \
-	png_size figures train-digits sync-wandb test test-slow test-all clean clean-outputs
+	png_size fig4_r0_ode_elbo figures train-digits sync-wandb test test-slow test-all clean clean-outputs

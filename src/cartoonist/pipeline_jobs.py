@@ -114,8 +114,13 @@ def evaluate_job(
     sde_steps: int,
     seed: int,
     oracle=None,
+    truth=None,
 ) -> Callable[[Tensor], dict]:
-    """Job for `evaluate`: ids → {x, logp_<name>, logp_sde_tracking?, nfe, wall_s}."""
+    """Job for `evaluate`: ids → {x, logp_<name>, logp_sde_tracking?, logp_data_exact?, nfe, …}.
+
+    `truth` is the dataset's exact mixture when a learned model is evaluated on synthetic data: its
+    log p of the same points ("data_exact") is the ground truth the estimators are compared with.
+    """
 
     def job(ids: Tensor) -> dict:
         n, id_list = ids.numel(), ids.tolist()
@@ -140,6 +145,8 @@ def evaluate_job(
         else:
             out["nfe"] = torch.full((n,), sde_steps)
             out["wall_s"] = torch.zeros(n, dtype=torch.float64)
+        if truth is not None:
+            out["logp_data_exact"] = truth.log_prob(x.double(), schedule.lambda_max)
         out["x"] = x.float()
         return out
 

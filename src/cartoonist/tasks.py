@@ -281,6 +281,7 @@ def evaluate(cfg: DictConfig) -> dict:
             cfg.sde_steps,
             cfg.seed,
             oracle,
+            truth=dm.oracle(schedule) if oracle is None else None,
         )
         t = time.perf_counter()
         merged = _predict(cfg, job, out)

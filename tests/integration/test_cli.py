@@ -307,3 +307,43 @@ def test_figures_smoke_and_replot(tmp_path, name, small):
         env=ENV,
     )
     assert r.returncode == 0 and (root / "figures" / f"{name}.png").exists(), r.stderr
+
+
+@pytest.mark.slow
+def test_fig4_pipeline_small(tmp_path):
+    """Train a tiny model on the exact 2-D mixture, evaluate r0 / PF-ODE / ELBO, collect fig4."""
+    import json
+
+    root = tmp_path / "outputs"
+    train_over = [
+        "dataset=gmm2d",
+        "model=mlp",
+        "logger=csv",
+        "trainer.max_steps=20",
+        "trainer.val_check_interval=10",
+        "trainer.enable_progress_bar=false",
+    ]
+    tasks.train(compose_cfg("train", train_over, root / "train" / "fig4_toy"))
+    ckpt = root / "train" / "fig4_toy" / "checkpoints" / "last.ckpt"
+    for lik, extra in (("pf_ode", ["likelihood.steps=10"]), ("elbo", ["likelihood.n_lambda=8"])):
+        over = [
+            "experiment=fig4_eval",
+            "dataset=gmm2d",
+            "model=mlp",
+            f"likelihood={lik}",
+            f"ckpt_path={ckpt}",
+            "n_samples=8",
+            "sde_steps=50",
+            "logger=csv",
+        ] + extra
+        tasks.evaluate(compose_cfg("evaluate", over, root / "evaluate" / f"fig4_toy__{lik}"))
+    r = subprocess.run(
+        [sys.executable, "experiments/fig4_r0_ode_elbo/plot.py", str(root)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    m = json.loads((root / "figures" / "fig4_r0_ode_elbo.json").read_text())
+    assert m["toy/n"] == 8 and 0 <= m["toy/frac_r0_gt_ode_gt_elbo"] <= 1
+    assert "toy/mae_pf_ode_vs_data" in m and "toy/spearman_sde_tracking_pf_ode" in m

@@ -12,6 +12,7 @@ __all__ = [
     "OKABE_ITO",
     "plot_fig1_hd_samples",
     "plot_fig3_tracking",
+    "plot_fig4_r0_ode_elbo",
     "plot_fig5_mode_tracking",
     "plot_hd_threshold",
     "plot_png_size",
@@ -181,5 +182,36 @@ def plot_png_size(df: pd.DataFrame):
     ax.set_ylabel("−log p (nats)")
     ax.set_title("Information content vs compressed size")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig4_r0_ode_elbo(df: pd.DataFrame):
+    """Per model (rows): r_0 vs PF-ODE log p and PF-ODE log p vs ELBO scatter (nats)."""
+    models = list(dict.fromkeys(df.model))
+    pairs = [("pf_ode", "sde_tracking"), ("pf_ode", "elbo"), ("data_exact", "pf_ode")]
+    label = {
+        "sde_tracking": "r₀ (Thm 1)",
+        "pf_ode": "PF-ODE log p",
+        "elbo": "ELBO",
+        "data_exact": "exact data log p",
+    }
+    fig, axes = plt.subplots(
+        len(models), len(pairs), figsize=(11, 3.4 * len(models)), squeeze=False
+    )
+    for r, model in enumerate(models):
+        g = df[df.model == model]
+        for c, (xa, ya) in enumerate(pairs):
+            ax = axes[r, c]
+            if xa not in g or ya not in g or g[xa].isna().all():
+                ax.axis("off")
+                continue
+            ax.scatter(g[xa], g[ya], s=10, color=OKABE_ITO[c], alpha=0.8)
+            lo = float(min(g[xa].min(), g[ya].min()))
+            hi = float(max(g[xa].max(), g[ya].max()))
+            ax.plot([lo, hi], [lo, hi], color="#999999", lw=1)
+            ax.set_xlabel(f"{label[xa]} (nats)")
+            ax.set_ylabel(f"{label[ya]} (nats)")
+            ax.set_title(model, fontsize=9)
     fig.tight_layout()
     return fig
