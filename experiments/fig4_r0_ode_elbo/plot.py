@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from cartoonist.figures.fig4 import summarise_fig4
-from cartoonist.pipeline import atomic_write
+from cartoonist.pipeline import atomic_write, log_figure_to_wandb
 from cartoonist.plotting.figures import plot_fig4_r0_ode_elbo
 
 
@@ -33,6 +33,7 @@ def main(root: Path) -> None:
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=150)
         atomic_write(figs / f"fig4_r0_ode_elbo.{ext}", buf.getvalue())
+    log_figure_to_wandb("fig4_r0_ode_elbo", wide, data.metrics, figs / "fig4_r0_ode_elbo.png")
     for k, v in data.metrics.items():
         print(f"  {k:48s} {v: .4f}")
     print(f"wrote {figs}/fig4_r0_ode_elbo.{{png,pdf,csv,json}}")

@@ -10,7 +10,7 @@ import torch
 from omegaconf import OmegaConf
 
 from cartoonist.figures.hd_threshold import summarise_hd_threshold
-from cartoonist.pipeline import atomic_write
+from cartoonist.pipeline import atomic_write, log_figure_to_wandb
 from cartoonist.plotting.figures import plot_hd_threshold
 
 
@@ -58,6 +58,7 @@ def main(root: Path) -> None:
         buf = io.BytesIO()
         fig.savefig(buf, format=ext, dpi=150)
         atomic_write(figs / f"hd_threshold.{ext}", buf.getvalue())
+    log_figure_to_wandb("hd_threshold", summary, data.metrics, figs / "hd_threshold.png")
     print(summary.to_string(index=False))
     print(f"wrote {figs}/hd_threshold.{{png,pdf,csv,json}}")
 

@@ -263,3 +263,22 @@ def build_score(cfg: DictConfig, dm):
     model = instantiate(cfg.model)
     oracle = model.build(dm, noise.schedule, seed=cfg.seed)
     return oracle, noise.schedule, oracle, dm.log_jacobian
+
+
+def log_figure_to_wandb(name: str, table, metrics: dict, image: Path) -> None:
+    """Log a collected figure (table, metrics, PNG) as its own wandb run (group = figure name).
+
+    Used by the collector scripts of sweep figures; WANDB_MODE decides (offline by default).
+    """
+    os.environ.setdefault("WANDB_MODE", "offline")
+    import wandb
+
+    run = wandb.init(project="cartoonist", group=name, job_type="figure", name=name,
+                     dir=str(image.parent), reinit=True)
+    try:
+        finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        run.log({f"figure/{k}": v for k, v in finite.items()})
+        run.log({f"figure/{name}": wandb.Table(dataframe=table),
+                 f"figure/{name}_plot": wandb.Image(str(image))})
+    finally:
+        run.finish()
