@@ -273,12 +273,22 @@ def log_figure_to_wandb(name: str, table, metrics: dict, image: Path) -> None:
     os.environ.setdefault("WANDB_MODE", "offline")
     import wandb
 
-    run = wandb.init(project="cartoonist", group=name, job_type="figure", name=name,
-                     dir=str(image.parent), reinit=True)
+    run = wandb.init(
+        project="cartoonist",
+        group=name,
+        job_type="figure",
+        name=name,
+        dir=str(image.parent),
+        reinit=True,
+    )
     try:
         finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
         run.log({f"figure/{k}": v for k, v in finite.items()})
-        run.log({f"figure/{name}": wandb.Table(dataframe=table),
-                 f"figure/{name}_plot": wandb.Image(str(image))})
+        run.log(
+            {
+                f"figure/{name}": wandb.Table(dataframe=table),
+                f"figure/{name}_plot": wandb.Image(str(image)),
+            }
+        )
     finally:
         run.finish()

@@ -23,6 +23,7 @@ a uniform density on [−1, 1)^D scores exactly 8 bits/dim. Synthetic (continuou
 
 from __future__ import annotations
 
+import abc
 import gzip
 import math
 import pickle
@@ -98,7 +99,7 @@ def _resize(pixels: Tensor, size: int) -> Tensor:
     return out.round().clamp(0, 255).to(torch.uint8)
 
 
-class _Synthetic:
+class _Synthetic(abc.ABC):
     """Base of the Gaussian-mixture sources: exact samples of the oracle, no Jacobian."""
 
     name = "synthetic"
@@ -106,8 +107,9 @@ class _Synthetic:
     dim: int
     seed: int
 
+    @abc.abstractmethod
     def _mixture(self) -> tuple[Tensor, Tensor, object]:
-        raise NotImplementedError
+        """(weights, means, covariances) of the mixture."""
 
     @property
     def event_shape(self) -> tuple:
@@ -194,7 +196,7 @@ class GMMND(_Synthetic):
         return self.oracle().sample(self.n, gen).float()
 
 
-class _Pixels:
+class _Pixels(abc.ABC):
     """Base of the 8-bit image sources (see the module docstring for the convention)."""
 
     name = "pixels"
@@ -203,9 +205,9 @@ class _Pixels:
     def __init__(self, dequantize: bool = False, seed: int = 0):
         self.dequantize, self.seed = dequantize, seed
 
+    @abc.abstractmethod
     def pixels(self) -> Tensor:
         """All images as 8-bit values k, [N, C, H, W] uint8."""
-        raise NotImplementedError
 
     @property
     def event_shape(self) -> tuple:
