@@ -4,13 +4,12 @@ Usage: python experiments/replot.py NAME [FIGURES_DIR]; the plot is
 `cartoonist.plotting.figures.plot_<NAME>`.
 """
 
-import io
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from cartoonist.pipeline import atomic_write
+from cartoonist.pipeline import save_figure
 from cartoonist.plotting import figures
 
 
@@ -23,11 +22,7 @@ def replot(name: str, figures_dir: str | Path = "outputs/figures") -> None:
     src = figs / f"{name}.csv"
     if not src.exists():
         sys.exit(f"error: {src} does not exist; run `make {name}` first")
-    fig = plot_fn(pd.read_csv(src))
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150)
-        atomic_write(figs / f"{name}.{ext}", buf.getvalue())
+    save_figure(plot_fn(pd.read_csv(src)), figs / name)
     print(f"wrote {figs / name}.png and .pdf")
 
 

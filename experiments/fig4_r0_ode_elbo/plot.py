@@ -1,14 +1,12 @@
 """Collect the fig4 evaluations (`make fig4_r0_ode_elbo`) into outputs/figures/."""
 
-import io
-import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
 from cartoonist.figures.fig4 import summarise_fig4
-from cartoonist.pipeline import atomic_write, log_figure_to_wandb
+from cartoonist.pipeline import log_figure_to_wandb, write_figure_outputs
 from cartoonist.plotting.figures import plot_fig4_r0_ode_elbo
 
 
@@ -27,12 +25,7 @@ def main(root: Path) -> None:
     wide = pd.DataFrame(data.rows)
     fig = plot_fig4_r0_ode_elbo(wide)
     figs = root / "figures"
-    atomic_write(figs / "fig4_r0_ode_elbo.csv", wide.to_csv(index=False))
-    atomic_write(figs / "fig4_r0_ode_elbo.json", json.dumps(data.metrics, indent=2) + "\n")
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150)
-        atomic_write(figs / f"fig4_r0_ode_elbo.{ext}", buf.getvalue())
+    write_figure_outputs(figs, "fig4_r0_ode_elbo", wide, data.metrics, fig)
     log_figure_to_wandb("fig4_r0_ode_elbo", wide, data.metrics, figs / "fig4_r0_ode_elbo.png")
     for k, v in data.metrics.items():
         print(f"  {k:48s} {v: .4f}")

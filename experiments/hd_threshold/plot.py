@@ -1,7 +1,5 @@
 """Collect the hd_threshold sweeps (`make hd_threshold`) into outputs/figures/hd_threshold.*."""
 
-import io
-import json
 import sys
 from pathlib import Path
 
@@ -10,7 +8,7 @@ import torch
 from omegaconf import OmegaConf
 
 from cartoonist.figures.hd_threshold import summarise_hd_threshold
-from cartoonist.pipeline import atomic_write, log_figure_to_wandb
+from cartoonist.pipeline import log_figure_to_wandb, write_figure_outputs
 from cartoonist.plotting.figures import plot_hd_threshold
 
 
@@ -52,12 +50,7 @@ def main(root: Path) -> None:
     summary = pd.DataFrame(data.rows)
     fig = plot_hd_threshold(summary, grids, shape)
     figs = root / "figures"
-    atomic_write(figs / "hd_threshold.csv", summary.to_csv(index=False))
-    atomic_write(figs / "hd_threshold.json", json.dumps(data.metrics, indent=2) + "\n")
-    for ext in ("png", "pdf"):
-        buf = io.BytesIO()
-        fig.savefig(buf, format=ext, dpi=150)
-        atomic_write(figs / f"hd_threshold.{ext}", buf.getvalue())
+    write_figure_outputs(figs, "hd_threshold", summary, data.metrics, fig)
     log_figure_to_wandb("hd_threshold", summary, data.metrics, figs / "hd_threshold.png")
     print(summary.to_string(index=False))
     print(f"wrote {figs}/hd_threshold.{{png,pdf,csv,json}}")

@@ -10,7 +10,6 @@ and writes `demo.png`, `per_sample.csv` and `summary.json` into its run director
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import torch
@@ -28,9 +27,9 @@ def run_demo(cfg: DictConfig) -> dict:
     from cartoonist.diffusion import bits_per_dim, hd_sample, sample_ode, sample_sde
     from cartoonist.diffusion.integrators import show_progress
     from cartoonist.pipeline import (
-        atomic_write,
         build_score,
         mark_done,
+        save_figure,
         write_json,
         write_per_sample_csv,
     )
@@ -82,9 +81,7 @@ def run_demo(cfg: DictConfig) -> dict:
         summary[f"mean_logp[{name}]"] = float(lp.mean())
         summary[f"mean_bpd[{name}]"] = float(bits_per_dim(lp, D, logjac).mean())
     fig = demo_figure(panels, dm.event_shape, sde.logp, true)
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=130)
-    atomic_write(out / "demo.png", png.getvalue())
+    save_figure(fig, out / "demo", ("png",), 130)
     write_per_sample_csv(out / "per_sample.csv", rows)
     write_json(out / "summary.json", summary)
     mark_done(out)

@@ -191,6 +191,27 @@ def write_json(path: Path, obj: Any) -> None:
     atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
 
 
+def save_figure(fig, stem: Path, exts=("png", "pdf"), dpi: int = 150) -> list[Path]:
+    """Write a matplotlib figure atomically as <stem>.<ext> for each extension."""
+    paths = []
+    for ext in exts:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=dpi)
+        atomic_write(stem.with_name(f"{stem.name}.{ext}"), buf.getvalue())
+        paths.append(stem.with_name(f"{stem.name}.{ext}"))
+    return paths
+
+
+def write_figure_outputs(figs_dir: Path, name: str, table, metrics: dict, fig) -> list[Path]:
+    """A figure's outputs: <name>.csv (the plotted numbers), .json (metrics), .png and .pdf."""
+    figs_dir = Path(figs_dir)
+    atomic_write(figs_dir / f"{name}.csv", table.to_csv(index=False))
+    write_json(figs_dir / f"{name}.json", metrics)
+    return [figs_dir / f"{name}.csv", figs_dir / f"{name}.json"] + save_figure(
+        fig, figs_dir / name
+    )
+
+
 def mark_done(out: Path) -> None:
     """Write the DONE marker last."""
     atomic_write(out / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S\n"))

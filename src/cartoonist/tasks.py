@@ -28,7 +28,9 @@ from cartoonist.pipeline import (
     atomic_write,
     build_score,
     mark_done,
+    save_figure,
     validate,
+    write_figure_outputs,
     write_json,
     write_per_sample_csv,
 )
@@ -211,10 +213,7 @@ def _write_results(cfg, out: Path, merged: dict, dm, log_jacobian: float, task: 
     buf = io.BytesIO()
     torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
     atomic_write(out / "samples.pt", buf.getvalue())
-    fig = sample_figure(merged["x"], tuple(dm.event_shape))
-    png = io.BytesIO()
-    fig.savefig(png, format="png", dpi=120)
-    atomic_write(out / "grid.png", png.getvalue())
+    save_figure(sample_figure(merged["x"], tuple(dm.event_shape)), out / "grid", ("png",), 120)
     summary = _summarise(rows)
     summary.update(
         n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())
@@ -309,12 +308,7 @@ def figure(cfg: DictConfig) -> dict:
         fig = instantiate(cfg.plot)(df)
         figs = Path(cfg.paths.figures_dir)
         name = cfg.figure_name
-        atomic_write(figs / f"{name}.csv", df.to_csv(index=False))
-        write_json(figs / f"{name}.json", data.metrics)
-        for ext in ("png", "pdf"):
-            buf = io.BytesIO()
-            fig.savefig(buf, format=ext, dpi=150)
-            atomic_write(figs / f"{name}.{ext}", buf.getvalue())
+        files = [str(p) for p in write_figure_outputs(figs, name, df, data.metrics, fig)]
         for lg in _loggers(cfg, out):
             lg.log_metrics({f"figure/{k}": v for k, v in data.metrics.items()})
             if hasattr(lg, "log_table"):
@@ -323,7 +317,6 @@ def figure(cfg: DictConfig) -> dict:
             lg.finalize("success")
         for k, v in data.metrics.items():
             print(f"  {k:34s} {v: .6g}")
-        files = [str(figs / f"{name}.{e}") for e in ("png", "pdf", "csv", "json")]
         return _done(out, data.metrics, files)
     finally:
         _finish_wandb()
