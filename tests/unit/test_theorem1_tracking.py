@@ -10,9 +10,17 @@ import cartoonist as c
 from tests.conftest import gen
 
 
-def _track(gmm, sch, steps, n=2000, seed=0):
+def _track(gmm, sch, steps, n=2000, seed=0, scheme="euler"):
     xT = gmm.sample_noised(n, sch.lambda_min, gen(seed))
-    res = c.sample_sde(gmm, sch, xT, steps, logp_init=gmm.log_prob(xT, sch.lambda_min), seed=seed)
+    res = c.sample_sde(
+        gmm,
+        sch,
+        xT,
+        steps,
+        logp_init=gmm.log_prob(xT, sch.lambda_min),
+        seed=seed,
+        logp_scheme=scheme,
+    )
     true = gmm.log_prob(res.x, sch.lambda_max)
     err = res.logp - true
     corr = torch.corrcoef(torch.stack([res.logp, true]))[0, 1]
@@ -33,7 +41,7 @@ def test_tracks_log_density_on_gmm(gmm2d, vp8):
 
 
 def test_tracking_converges_with_steps(gmm2d, vp8):
-    err, corr, _ = _track(gmm2d, vp8, 4000, n=1000, seed=1)
+    err, corr, _ = _track(gmm2d, vp8, 4000, n=1000, seed=1)  # the paper's Euler–Maruyama
     assert corr >= 0.98, corr  # digest §7.1: > 0.98 at 4000 steps
     assert abs(float(err.mean())) < 0.05
     assert float(err.abs().mean()) < 0.2
@@ -74,7 +82,9 @@ def _gaussian_3072():
 def _em_bias_3072(steps, n=32, seed=0):
     g, sch = _gaussian_3072()
     xT = g.sample_noised(n, sch.lambda_min, gen(seed))
-    res = c.sample_sde(g, sch, xT, steps, logp_init=g.log_prob(xT, sch.lambda_min), seed=seed)
+    res = c.sample_sde(
+        g, sch, xT, steps, logp_init=g.log_prob(xT, sch.lambda_min), seed=seed, logp_scheme="euler"
+    )
     return float((res.logp - g.log_prob(res.x, sch.lambda_max)).mean())
 
 

@@ -5,15 +5,42 @@ Along the reverse SDE dx = [f̃ x + σ² s] dλ + σ dW_λ (generation, dλ > 0)
     d log p_λ(x_λ) = [−D f̃ + ½ σ² ‖s‖²] dλ + σ sᵀ dW_λ                         (Thm 1, digest §3.1)
 
 driven by the same Brownian increment. No Laplacian appears, so the update needs only the score
-that the
-x-update already computed. Euler–Maruyama on a grid λ_0 < … < λ_N, with h = λ_{k+1} − λ_k, ε ~
-N(0, I):
+that the x-update already computed. Euler–Maruyama on a grid λ_0 < … < λ_N, with h = λ_{k+1} − λ_k,
+g² = σ_{λ_k}², n = g √h ε and ε ~ N(0, I):
 
-    x ← x + (f̃ x + σ² s) h + σ √h ε
-    r ← r + (−D f̃ + ½ σ² ‖s‖²) h + σ √h sᵀε
+    x ← x + (f̃ x + g² s) h + n
+    r ← r + (−D f̃ + ½ g² ‖s‖²) h + sᵀn                       (logp_scheme="euler", the paper's)
+
+**The corrected scheme** (logp_scheme="corrected", the default). r − log p_λ(x) is conserved
+exactly along the continuous path, so Euler–Maruyama's error in r is its weak local error on that
+conserved quantity. Expanding E[log p_{λ+h}(x_{k+1})] to second order in h (frozen coefficients,
+then eliminating every ∂_λ with the Fokker–Planck equation ∂_λ ℓ = −D f̃ − f̃ xᵀs − ½ g²(Δℓ + ‖s‖²)
+and its gradient and Laplacian — the bi-Laplacian and the ∇Δℓ terms cancel), one step's expected
+error is
+
+    E[Δr − Δℓ | x_k] = h² [ ¼ g⁴ ‖H‖_F² + ½ (f̃ g² + ½ (g²)′)(Δℓ + ‖s‖²)
+                             + ½ (f̃² + f̃′) xᵀs + ½ D f̃′ ] + O(h³),
+
+with H = ∇²ℓ, Δℓ = tr H and ′ = d/dλ. On D independent Gaussians this sums to the +566 nats of
+the digest's 3072-D example. The two unknowns come for free from the score at the next grid point,
+which the next x-update evaluates anyway: with Δs = s_{k+1} − s_k = H n + O(h),
+
+    E‖Δs‖² = g² h ‖H‖_F² + O(h²),        E[Δsᵀn] = g² h Δℓ + O(h²),
+
+so subtracting
+
+    C_k = ¼ g² h ‖Δs‖² + ½ (f̃ + ½ (log g²)′) h Δsᵀn + ½ (f̃ g² + ½ (g²)′) h² ‖s‖²
+          + ½ (f̃² + f̃′) h² xᵀs + ½ D f̃′ h²
+
+(every coefficient averaged over the two ends of the step) removes the O(h²) local error: the bias
+of r_N falls as 1/N² instead of 1/N. The last step, which has no next score, is left uncorrected,
+so NFE = N exactly as for Euler–Maruyama. Measured on the 3072-D Gaussian (VP on [−10, 10]): mean
+error +568 → −26 nats at 256 steps and +138 → −0.9 at 1024. The per-sample spread of r − log p
+(∝ 1/√N) is unchanged: it comes from the Brownian increment standing in for Δℓ, which no scheme
+that sees only the score along one path can remove.
 
 With a learned score s_θ, r_N over-estimates the SDE model's log-density on average (Theorem 3; see
-`bounds`). Euler–Maruyama's own bias grows with D and shrinks as 1/steps (digest §3.1).
+`bounds`); the correction addresses discretisation only.
 """
 
 from __future__ import annotations
@@ -27,7 +54,37 @@ from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule, check_steps
 from cartoonist.diffusion.score import as_counted, check_batch, check_per_sample, lam_batch
 
-__all__ = ["sample_sde"]
+__all__ = ["sample_sde", "LOGP_SCHEMES", "schedule_derivatives"]
+
+LOGP_SCHEMES = ("corrected", "euler")
+
+
+def schedule_derivatives(schedule: Schedule, grid: Tensor) -> dict[str, Tensor]:
+    """f̃, g² = σ², f̃′ and (log g²)′ on a λ grid (float64, by autograd through the schedule).
+
+    Args:
+        schedule: any schedule (its `f_tilde` and `g2` must be differentiable in λ).
+        grid: [N+1] λ values.
+
+    Returns:
+        dict of [N+1] tensors: f, g2, df (= df̃/dλ), dlog_g2 (= d log σ²/dλ).
+    """
+    lam = grid.detach().to(torch.float64).clone().requires_grad_(True)
+    with torch.enable_grad():
+        f = schedule.f_tilde(lam)
+        log_g2 = torch.log(schedule.g2(lam))
+        df = torch.autograd.grad(f.sum(), lam)[0] if f.requires_grad else torch.zeros_like(lam)
+        dlg = torch.autograd.grad(log_g2.sum(), lam)[0]
+    return {
+        "f": f.detach(),
+        "g2": log_g2.detach().exp(),
+        "df": df.detach(),
+        "dlog_g2": dlg.detach(),
+    }
+
+
+def _dot(a: Tensor, b: Tensor) -> Tensor:
+    return (a * b).reshape(a.shape[0], -1).sum(1).to(torch.float64)
 
 
 def sample_sde(
@@ -42,6 +99,7 @@ def sample_sde(
     noise=None,
     track_logp: bool = True,
     logp_init=None,
+    logp_scheme: str = "corrected",
     record: bool = False,
 ) -> SampleResult:
     """Reverse-SDE sampling (Euler–Maruyama in λ) with the Theorem 1 log-density r_λ.
@@ -55,14 +113,19 @@ def sample_sde(
         seed, sample_ids: key the Brownian increments per sample (stream "brownian").
         noise: explicit NoiseSource or torch.Generator (overrides seed; a Generator is fast but
             makes a sample's path depend on the batch).
-        track_logp: carry r_λ (free: an O(D) dot product per step).
+        track_logp: carry r_λ (free: O(D) dot products per step).
         logp_init: [B] log-density of x_init (default: the schedule's prior N(0, σ_{λ_min}² I)).
+        logp_scheme: "corrected" (default: Euler–Maruyama minus its O(h²) expected local error,
+            bias ∝ 1/N²; see the module docstring) or "euler" (the paper's update, bias ∝ 1/N).
+            Both use N score evaluations and give the same x.
         record: keep x and r at every grid point.
 
     Returns:
         SampleResult(x [B, ...] at the last λ, logp [B] = r in nats or None, nfe = steps).
     """
     x = check_batch(x_init, "x_init")
+    if logp_scheme not in LOGP_SCHEMES:
+        raise ValueError(f"logp_scheme must be one of {LOGP_SCHEMES}, got {logp_scheme!r}")
     if grid is None:
         check_steps(steps)
         grid = schedule.grid(steps)
@@ -76,23 +139,39 @@ def sample_sde(
                 )
             logp_init = schedule.prior_log_prob(x)
         r = check_per_sample(logp_init, x, "logp_init").to(x.device)
+    correct = track_logp and logp_scheme == "corrected"
     sc = as_counted(score)
     src = as_noise(noise, seed, x.shape[0], sample_ids, "brownian", dtype=x.dtype, device=x.device)
-    B, D, event = x.shape[0], x[0].numel(), x.shape[1:]
-    f_all, g2_all = schedule.f_tilde(grid), schedule.g2(grid)
+    D, event = x[0].numel(), x.shape[1:]
+    co = schedule_derivatives(schedule, grid)
+    f_all, g2_all = co["f"].tolist(), co["g2"].tolist()
+    # The correction's coefficients, averaged over the two ends of each step.
+    a_hh = 0.5 * (co["f"] + 0.5 * co["dlog_g2"])  # of Δsᵀn / h (per unit h)
+    a_ss = 0.5 * co["g2"] * (co["f"] + 0.5 * co["dlog_g2"])  # of ‖s‖²
+    a_xs = 0.5 * (co["f"] ** 2 + co["df"])  # of xᵀs
+    a_0 = 0.5 * D * co["df"]  # constant
+    avg = [((c[:-1] + c[1:]) / 2).tolist() for c in (co["g2"], a_hh, a_ss, a_xs, a_0)]
     xs, rs = ([x], [r]) if record else (None, None)
     n = grid.numel() - 1
+    prev = None  # (k, s_k, n_k, ‖s_k‖², xᵀs_k) awaiting s_{k+1} for its correction
     for k in step_range(n):
         h = float(grid[k + 1] - grid[k])
-        f, g2 = float(f_all[k]), float(g2_all[k])
+        f, g2 = f_all[k], g2_all[k]
         sc.where = f" at step {k} of {n}"
         s = sc(x, lam_batch(grid[k], x))
+        if correct:
+            ss_k, xs_k = _dot(s, s), _dot(x, s)
+            if prev is not None:  # correct step k−1 with s_k (no extra evaluation)
+                r = r - _correction(prev, s, ss_k, xs_k, avg, float(grid[k] - grid[k - 1]))
+                if record:
+                    rs[-1] = r
         eps = src.normal(event).to(x)
         noise_x = (g2 * h) ** 0.5 * eps
         if track_logp:
-            ss = (s * s).reshape(B, -1).sum(1).to(torch.float64)
-            s_eps = (s * noise_x).reshape(B, -1).sum(1).to(torch.float64)
-            r = r + (-D * f + 0.5 * g2 * ss) * h + s_eps  # Thm 1, same ε as the x-update
+            ss = ss_k if correct else _dot(s, s)
+            r = r + (-D * f + 0.5 * g2 * ss) * h + _dot(s, noise_x)  # Thm 1, same ε as x
+            if correct:
+                prev = (k, s, noise_x, ss_k, xs_k)
         x = x + (f * x + g2 * s) * h + noise_x
         check_state(x, k, float(grid[k]))
         if record:
@@ -102,3 +181,15 @@ def sample_sde(
     if record:
         traj = Trajectory(grid.clone(), torch.stack(xs), torch.stack(rs) if track_logp else None)
     return SampleResult(x=x, logp=r, nfe=sc.nfe, trajectory=traj)
+
+
+def _correction(prev, s1: Tensor, ss1: Tensor, xs1: Tensor, avg, h: float) -> Tensor:
+    """C_k of the module docstring: step k's expected O(h²) error, from s_k and s_{k+1}."""
+    k, s0, n0, ss0, xs0 = prev
+    g2, a_hh, a_ss, a_xs, a_0 = (c[k] for c in avg)
+    ds = s1 - s0
+    return (
+        0.25 * g2 * h * _dot(ds, ds)
+        + a_hh * h * _dot(ds, n0)
+        + h * h * (a_ss * 0.5 * (ss0 + ss1) + a_xs * 0.5 * (xs0 + xs1) + a_0)
+    )

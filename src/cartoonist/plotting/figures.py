@@ -48,9 +48,23 @@ def plot_fig3_tracking(df: pd.DataFrame):
         ax.legend(fontsize=8)
         ax = axes[1, col]
         er = df[(df.panel == "error") & (df.dim == dim)].sort_values("steps")
-        ax.loglog(er.steps, er.mean_err.abs(), "o-", color=OKABE_ITO[0], label="|mean error|")
-        ax.loglog(er.steps, er.mean_abs_err, "s-", color=OKABE_ITO[1], label="mean |error|")
-        ax.set_xlabel("Euler–Maruyama steps")
+        schemes = er.scheme.unique() if "scheme" in er else ["euler"]
+        for j, scheme in enumerate(schemes):
+            e = er[er.scheme == scheme] if "scheme" in er else er
+            name = "Euler–Maruyama (paper)" if scheme == "euler" else f"{scheme} (ours)"
+            c, ls = OKABE_ITO[2 * j % len(OKABE_ITO)], "-" if scheme == "euler" else "--"
+            ax.loglog(e.steps, e.mean_err.abs(), "o" + ls, color=c, label=f"|mean error|, {name}")
+            ax.loglog(
+                e.steps,
+                e.mean_abs_err,
+                "s" + ls,
+                color=OKABE_ITO[(2 * j + 1) % 8],
+                label=f"mean |error|, {name}",
+            )
+        if "mean_err_se" in er:
+            se = er.groupby("steps").mean_err_se.max()
+            ax.loglog(se.index, 2 * se.values, ":", color="0.4", label="2 s.e. (noise floor)")
+        ax.set_xlabel("steps (score evaluations)")
         ax.set_ylabel("r₀ − log p (nats)")
         ax.set_title(f"{dim}-D: error at the end vs steps")
         ax.legend(fontsize=8)
