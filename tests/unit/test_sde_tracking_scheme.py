@@ -167,3 +167,23 @@ def test_corrected_bias_falls_as_one_over_n_squared_in_3072d():
 def test_unknown_scheme_is_rejected(gmm2d, vp8):
     with pytest.raises(ValueError, match="logp_scheme"):
         c.sample_sde(gmm2d, vp8, torch.zeros(2, 2, dtype=torch.float64), 4, logp_scheme="rk4")
+
+
+def test_schedule_derivatives_match_closed_forms():
+    lam = torch.linspace(-9, 9, 7, dtype=torch.float64)
+    co = schedule_derivatives(c.VP(-10.0, 10.0), lam)
+    a2, s2 = torch.sigmoid(lam), torch.sigmoid(-lam)
+    assert torch.allclose(co["df"], -0.5 * a2 * s2, atol=1e-8)  # f̃ = ½σ², σ²′ = −α²σ²
+    assert torch.allclose(co["dlog_g2"], -a2, atol=1e-8)
+    ve = schedule_derivatives(c.VE(-10.0, 10.0), lam)
+    assert torch.all(ve["df"] == 0) and torch.allclose(
+        ve["dlog_g2"], -torch.ones(7, dtype=torch.float64)
+    )
+
+
+@pytest.mark.parametrize("ctx", [torch.inference_mode, torch.no_grad])
+def test_corrected_scheme_runs_without_autograd(gmm2d, vp8, ctx):
+    x = gmm2d.sample_noised(4, vp8.lambda_min, gen(0))
+    with ctx():
+        res = c.sample_sde(gmm2d, vp8, x, 8)
+    assert torch.isfinite(res.logp).all()

@@ -149,6 +149,8 @@ def _probe_source(noise, seed, x, sample_ids, method, probes, divergence):
     from cartoonist.diffusion.integrators import FIXED_METHODS
 
     src = as_noise(noise, seed, x.shape[0], sample_ids, "probe", dtype=x.dtype, device=x.device)
+    if isinstance(src, FixedProbes):
+        return src
     if divergence == "hutchinson" and method not in FIXED_METHODS:
         return FixedProbes(src, x.shape[1:], probes)
     return src

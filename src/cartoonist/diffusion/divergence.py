@@ -32,6 +32,13 @@ class FixedProbes:
         self.probes = [draw(event_shape) for _ in range(probes)]
         self._i = 0
 
+    @classmethod
+    def from_tensors(cls, probes: list[Tensor]) -> "FixedProbes":
+        """Given probes ([B, ...] each), e.g. to share one probe with another implementation."""
+        self = cls.__new__(cls)
+        self.batch_size, self.probes, self._i = probes[0].shape[0], list(probes), 0
+        return self
+
     def next(self) -> Tensor:
         """The probes in a fixed cycle."""
         v = self.probes[self._i % len(self.probes)]

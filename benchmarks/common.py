@@ -1,0 +1,125 @@
+"""Shared helpers of the benchmarks: paired timing, tables, JSON outputs in outputs/bench/.
+
+Timings on this kind of machine drift between runs, so every comparison is measured in one process
+with the contenders interleaved (A B A B …) after a warm-up; ratios are taken per round and
+reported as the median with the min–max spread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = Path(os.environ.get("CARTOONIST_BENCH_DIR", ROOT / "outputs" / "bench"))
+
+
+def parse(description: str) -> argparse.Namespace:
+    """The common command line: --quick (the `make bench-quick` sizes), --threads."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--quick", action="store_true", help="small sizes (make bench-quick)")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    a = p.parse_args()
+    torch.set_num_threads(a.threads)
+    torch.manual_seed(0)
+    return a
+
+
+def environment(args) -> dict:
+    """What the numbers depend on: versions, threads, allocator."""
+    pre = os.environ.get("LD_PRELOAD", "")
+    return {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "threads": torch.get_num_threads(),
+        "allocator": "tcmalloc" if "tcmalloc" in pre else "glibc malloc",
+        "quick": bool(args.quick),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def stats(values: list[float]) -> dict:
+    """Median and min–max spread of repeated measurements."""
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
+
+
+def paired_times(fns: dict, repeat: int = 5, warmup: int = 1) -> dict[str, list[float]]:
+    """Wall seconds of each callable, interleaved round by round after `warmup` rounds."""
+    for _ in range(warmup):
+        for f in fns.values():
+            f()
+    out = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items():
+            t = time.perf_counter()
+            f()
+            out[k].append(time.perf_counter() - t)
+    return out
+
+
+def ratio_stats(num: list[float], den: list[float]) -> dict:
+    """Per-round ratios num/den of paired measurements, as `stats`."""
+    return stats([a / b for a, b in zip(num, den)])
+
+
+def save(name: str, result: dict, args) -> Path:
+    """Write outputs/bench/<name>.json (with the environment) and return its path."""
+    OUT.mkdir(parents=True, exist_ok=True)
+    result = {"benchmark": name, "environment": environment(args), **result}
+    path = OUT / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, default=float) + "\n")
+    tmp.replace(path)
+    print(f"[bench] wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+    return path
+
+
+def table(rows: list[dict], cols: list[str], title: str = "") -> None:
+    """Print rows as an aligned text table (floats with 4 significant digits)."""
+
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.4g}"
+        return str(v)
+
+    cells = [[fmt(r.get(c, "")) for c in cols] for r in rows]
+    widths = [
+        max(len(c), *(len(x[i]) for x in cells)) if cells else len(c) for i, c in enumerate(cols)
+    ]
+    if title:
+        print(f"\n== {title} ==")
+    print("  ".join(c.ljust(w) for c, w in zip(cols, widths)))
+    for x in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(x, widths)))
+    sys.stdout.flush()
+
+
+def unet(event_shape=(1, 8, 8), channels=(32, 64, 64)):
+    """The small U-Net of the pipeline (random weights: timings do not depend on them)."""
+    from cartoonist.models import UNet
+
+    torch.manual_seed(0)
+    return UNet(event_shape=event_shape, channels=list(channels)).eval().requires_grad_(False)
+
+
+def mlp(dim: int):
+    """The pipeline's residual MLP ε-predictor on flat data of `dim` dimensions."""
+    from cartoonist.models import MLP
+
+    torch.manual_seed(0)
+    return MLP(event_shape=(dim,)).eval().requires_grad_(False)
