@@ -105,7 +105,7 @@ def validate(cfg: DictConfig, task: str) -> None:
             "dataset.source.path=<folder of PNGs>)"
         )
     if pretrained:
-        _validate_pretrained(cfg, task)
+        _validate_pretrained(cfg)
     lik = str(OmegaConf.select(cfg, "likelihood._target_", default=""))
     if lik.endswith("sde_tracking") and OmegaConf.select(cfg, "source") != "samples":
         raise ConfigError("likelihood=sde_tracking needs source=samples (r_0 of SDE samples)")
@@ -120,7 +120,7 @@ def validate(cfg: DictConfig, task: str) -> None:
             raise ConfigError(f"ckpt_path does not exist: {ckpt}")
 
 
-def _validate_pretrained(cfg: DictConfig, task: str) -> None:
+def _validate_pretrained(cfg: DictConfig) -> None:
     """model=diffusers | edm: no ckpt_path, and a model.path that can load."""
     from hydra.utils import instantiate
 

@@ -79,7 +79,7 @@ def _timed(fn: Callable, *args, **kwargs):
 
 def sample_job(
     score, schedule: Schedule, sampler: Callable, event_shape, seed: int, oracle=None
-) -> Callable[[Tensor], dict]:
+) -> Callable[..., dict]:
     """Job for `sample`: (ids, device) → {x, logp_tracked?, logp_exact?, nfe, wall_s}."""
 
     def job(ids: Tensor, device=None) -> dict:
@@ -115,7 +115,7 @@ def evaluate_job(
     seed: int,
     oracle=None,
     truth=None,
-) -> Callable[[Tensor], dict]:
+) -> Callable[..., dict]:
     """Job for `evaluate`: (ids, device) → {x, logp_<name>, logp_sde_tracking?, logp_data_exact?}.
 
     `truth` is the dataset's exact mixture when a learned model is evaluated on synthetic data: its

@@ -125,8 +125,8 @@ class DiffusersModel(PretrainedModel):
 
     The folder is what `UNet2DModel.save_pretrained` plus `scheduler.save_pretrained` write
     (`config.json`, `diffusion_pytorch_model.safetensors` or `.bin`, `scheduler_config.json`), or a
-    pipeline folder with `unet/` and `scheduler/` subfolders (`DDPMPipeline.save_pretrained`, the
-    layout of `google/ddpm-cifar10-32`). Supported schedulers: any discrete-time one with ᾱ_n
+    pipeline folder with `unet/` and `scheduler/` subfolders (as `DDPMPipeline.save_pretrained`
+    writes it). Supported schedulers: any discrete-time one with ᾱ_n
     (DDPM, DDIM, PNDM, …; ε-, v- or x_0-prediction) and `ScoreSdeVeScheduler` (continuous σ).
 
     Args:
@@ -258,7 +258,10 @@ class DiffusersModel(PretrainedModel):
         sched = cls.from_config(sched_cfg)
         net = net.eval().requires_grad_(False)
         shape = self._shape(unet_cfg)
-        labels = class_label_tensor(self.class_labels, None)
+        try:
+            labels = class_label_tensor(self.class_labels, None)
+        except ValueError as e:
+            raise ConfigError(f"model.class_labels: {e}") from None
         common = dict(
             event_shape=shape,
             log_jacobian=pixel_log_jacobian(shape),
