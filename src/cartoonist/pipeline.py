@@ -29,6 +29,7 @@ __all__ = [
     "write_per_sample_csv",
     "load_denoiser",
     "build_score",
+    "event_shape_of",
 ]
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -78,6 +79,12 @@ def validate(cfg: DictConfig, task: str) -> None:
         if key == "trainer.max_steps" and OmegaConf.select(cfg, key) == -1:
             continue
         _positive_int(cfg, key)
+    target = str(OmegaConf.select(cfg, "model._target_", default=""))
+    pretrained = target.startswith("cartoonist.pretrained.")
+    if pretrained and task == "train":
+        raise ConfigError("a pretrained model (model=diffusers|edm) is not trained here")
+    if pretrained:  # its own trained λ range applies (checked when it loads); noise is unused
+        lo, hi = -math.inf, math.inf
     thr = OmegaConf.select(cfg, "sampler.lambda_threshold")
     if thr is not None and not (isinstance(thr, (int, float)) and lo < thr < hi):
         raise ConfigError(
@@ -87,9 +94,18 @@ def validate(cfg: DictConfig, task: str) -> None:
     path = OmegaConf.select(cfg, "dataset.source.path")
     if path is not None and not Path(str(path)).expanduser().exists():
         raise ConfigError(f"dataset.source.path does not exist: {path}")
-    target = str(OmegaConf.select(cfg, "model._target_", default=""))
     if task == "train" and target.endswith("OracleModel"):
         raise ConfigError("model=oracle is exact and has nothing to train: use model=mlp or unet")
+    no_data = str(OmegaConf.select(cfg, "dataset._target_", default="")).endswith("NoData")
+    if no_data and (task == "train" or target.endswith("OracleModel")):
+        raise ConfigError("dataset=none has no data: choose a dataset (e.g. dataset=digits)")
+    if no_data and OmegaConf.select(cfg, "source") == "dataset":
+        raise ConfigError(
+            "source=dataset needs data: dataset=none has none (e.g. dataset=image_folder "
+            "dataset.source.path=<folder of PNGs>)"
+        )
+    if pretrained:
+        _validate_pretrained(cfg)
     lik = str(OmegaConf.select(cfg, "likelihood._target_", default=""))
     if lik.endswith("sde_tracking") and OmegaConf.select(cfg, "source") != "samples":
         raise ConfigError("likelihood=sde_tracking needs source=samples (r_0 of SDE samples)")
@@ -98,10 +114,21 @@ def validate(cfg: DictConfig, task: str) -> None:
         is_oracle = str(OmegaConf.select(cfg, "model._target_", default="")).endswith(
             "OracleModel"
         )
-        if ckpt is None and not is_oracle:
+        if ckpt is None and not is_oracle and not pretrained:
             raise ConfigError("ckpt_path is required for a trained model (or use model=oracle)")
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
             raise ConfigError(f"ckpt_path does not exist: {ckpt}")
+
+
+def _validate_pretrained(cfg: DictConfig) -> None:
+    """model=diffusers | edm: no ckpt_path, and a model.path that can load."""
+    from hydra.utils import instantiate
+
+    if OmegaConf.select(cfg, "ckpt_path") is not None:
+        raise ConfigError(
+            "ckpt_path is for cartoonist training checkpoints: a pretrained model loads model.path"
+        )
+    instantiate(cfg.model).check()
 
 
 def format_error(e: BaseException) -> str:
@@ -156,7 +183,11 @@ def entry_point(task: str, run=None):
             return run(cfg)
         from cartoonist import tasks
 
-        return getattr(tasks, task)(cfg)
+        try:
+            return getattr(tasks, task)(cfg)
+        except ConfigError as e:  # found while loading (e.g. a corrupt model file): one line
+            print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+            raise SystemExit(2) from None
 
     def main() -> None:
         preflight(task, sys.argv[1:])
@@ -271,19 +302,55 @@ def load_denoiser(path: str | Path, allow_pickle: bool = False):
 
 
 def build_score(cfg: DictConfig, dm):
-    """(score function, schedule, oracle or None, log_jacobian) for sample/evaluate."""
+    """(score function, schedule, oracle or None, log_jacobian) for sample/evaluate.
+
+    A network-backed score (our checkpoints, model=diffusers, model=edm) is a
+    `cartoonist.models.pretrained.ScoreModule`: an nn.Module with `event_shape` and
+    `log_jacobian`, which the predict loop moves to the trainer's device. A pretrained model
+    brings its own schedule (its trained λ range); the `noise` group is then unused.
+    """
     from hydra.utils import instantiate
 
-    from cartoonist.diffusion import score_from_eps
+    from cartoonist.models.pretrained import NetScore
 
     if cfg.get("ckpt_path"):
         net, noise, spec = load_denoiser(cfg.ckpt_path, cfg.get("allow_pickle", False))
-        schedule = noise.schedule
-        return score_from_eps(net, schedule), schedule, None, float(spec["log_jacobian"])
-    noise = instantiate(cfg.noise)
+        logjac = float(spec["log_jacobian"])
+        score = NetScore(net, noise.schedule, spec["event_shape"], logjac)
+        return score, noise.schedule, None, logjac
     model = instantiate(cfg.model)
+    from cartoonist.pretrained import PretrainedModel
+
+    if isinstance(model, PretrainedModel):
+        score = model.load()
+        _check_pretrained_fits(cfg, dm, score)
+        return score, score.schedule, None, score.log_jacobian
+    noise = instantiate(cfg.noise)
     oracle = model.build(dm, noise.schedule, seed=cfg.seed)
     return oracle, noise.schedule, oracle, dm.log_jacobian
+
+
+def _check_pretrained_fits(cfg: DictConfig, dm, score) -> None:
+    """The sampler's threshold lies in the model's λ range; evaluated data have its shape."""
+    sch = score.schedule
+    thr = OmegaConf.select(cfg, "sampler.lambda_threshold")
+    if thr is not None and not sch.lambda_min < thr < sch.lambda_max:
+        raise ConfigError(
+            f"sampler.lambda_threshold={thr} is outside the model's trained log-SNR range "
+            f"({sch.lambda_min:.4g}, {sch.lambda_max:.4g})"
+        )
+    data_shape = getattr(dm, "event_shape", None)
+    if cfg.get("source") == "dataset" and tuple(data_shape or ()) != score.event_shape:
+        raise ConfigError(
+            f"the dataset's examples have shape {data_shape}, the model takes {score.event_shape}"
+            f" (set dataset.source.size / channels to match)"
+        )
+
+
+def event_shape_of(score, dm) -> tuple:
+    """Shape of one example: the model's if it has one (pretrained, checkpoint), else the data."""
+    shape = getattr(score, "event_shape", None)
+    return tuple(shape) if shape is not None else tuple(dm.event_shape)
 
 
 def log_figure_to_wandb(name: str, table, metrics: dict, image: Path) -> None:

@@ -79,14 +79,14 @@ def _timed(fn: Callable, *args, **kwargs):
 
 def sample_job(
     score, schedule: Schedule, sampler: Callable, event_shape, seed: int, oracle=None
-) -> Callable[[Tensor], dict]:
-    """Job for `sample`: ids → {x, logp_tracked?, logp_exact?, nfe, wall_s}."""
+) -> Callable[..., dict]:
+    """Job for `sample`: (ids, device) → {x, logp_tracked?, logp_exact?, nfe, wall_s}."""
 
-    def job(ids: Tensor) -> dict:
+    def job(ids: Tensor, device=None) -> dict:
         n = ids.numel()
         dtype = torch.float64 if oracle is not None else torch.float32
         x_init = schedule.sample_prior(
-            (n, *event_shape), seed=seed, sample_ids=ids.tolist(), dtype=dtype
+            (n, *event_shape), seed=seed, sample_ids=ids.tolist(), dtype=dtype, device=device
         )
         res, wall = _timed(sampler, score, schedule, x_init, seed=seed, sample_ids=ids.tolist())
         out = {
@@ -115,20 +115,20 @@ def evaluate_job(
     seed: int,
     oracle=None,
     truth=None,
-) -> Callable[[Tensor], dict]:
-    """Job for `evaluate`: ids → {x, logp_<name>, logp_sde_tracking?, logp_data_exact?, nfe, …}.
+) -> Callable[..., dict]:
+    """Job for `evaluate`: (ids, device) → {x, logp_<name>, logp_sde_tracking?, logp_data_exact?}.
 
     `truth` is the dataset's exact mixture when a learned model is evaluated on synthetic data: its
     log p of the same points ("data_exact") is the ground truth the estimators are compared with.
     """
 
-    def job(ids: Tensor) -> dict:
+    def job(ids: Tensor, device=None) -> dict:
         n, id_list = ids.numel(), ids.tolist()
         out: dict = {}
         if source == "samples":
             dtype = torch.float64 if oracle is not None else torch.float32
             x_init = schedule.sample_prior(
-                (n, *event_shape), seed=seed, sample_ids=id_list, dtype=dtype
+                (n, *event_shape), seed=seed, sample_ids=id_list, dtype=dtype, device=device
             )
             gen, _ = _timed(
                 sample_sde, score, schedule, x_init, sde_steps, seed=seed, sample_ids=id_list
@@ -136,7 +136,8 @@ def evaluate_job(
             x = gen.x
             out["logp_sde_tracking"] = gen.logp
         else:
-            x = data[ids].to(torch.float64 if oracle is not None else torch.float32)
+            x = data[ids].to(dtype=torch.float64 if oracle is not None else torch.float32)
+            x = x.to(device)
         if name != "sde_tracking":
             res, wall = _timed(estimator, score, schedule, x, seed=seed, sample_ids=id_list)
             out[f"logp_{name}"] = res.logp.double()
@@ -146,7 +147,7 @@ def evaluate_job(
             out["nfe"] = torch.full((n,), sde_steps)
             out["wall_s"] = torch.zeros(n, dtype=torch.float64)
         if truth is not None:
-            out["logp_data_exact"] = truth.log_prob(x.double(), schedule.lambda_max)
+            out["logp_data_exact"] = truth.log_prob(x.double().cpu(), schedule.lambda_max)
         out["x"] = x.float()
         return out
 

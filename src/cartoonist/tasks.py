@@ -27,6 +27,7 @@ from cartoonist.pipeline import (
     ConfigError,
     atomic_write,
     build_score,
+    event_shape_of,
     mark_done,
     save_figure,
     validate,
@@ -153,15 +154,20 @@ def train(cfg: DictConfig) -> dict:
 
 
 # -- sample / evaluate --------------------------------------------------------------------------
-def _predict(cfg: DictConfig, job, out: Path) -> dict | None:
-    """Run `job` over sample ids through Trainer.predict; rank 0 gets the merged result."""
+def _predict(cfg: DictConfig, job, out: Path, score=None) -> dict | None:
+    """Run `job` over sample ids through Trainer.predict; rank 0 gets the merged result.
+
+    A network-backed `score` (an nn.Module) is handed to the LightningModule, so the trainer moves
+    it to its device (trainer=gpu) and the job runs there.
+    """
     parts = out / ".parts"
     shutil.rmtree(parts, ignore_errors=True)
     trainer = instantiate(
         cfg.trainer, logger=False, callbacks=[PartWriter(parts)], default_root_dir=str(out)
     )
+    net = score if isinstance(score, torch.nn.Module) else None
     trainer.predict(
-        PredictJob(job),
+        PredictJob(job, net),
         dataloaders=id_loader(cfg.n_samples, cfg.batch_size),
         return_predictions=False,
     )
@@ -204,7 +210,7 @@ def _summarise(rows: list[dict]) -> dict:
     return summary
 
 
-def _write_results(cfg, out: Path, merged: dict, dm, log_jacobian: float, task: str) -> dict:
+def _write_results(cfg, out: Path, merged: dict, shape, log_jacobian: float, task: str) -> dict:
     from cartoonist.plotting import sample_figure
 
     dim = int(merged["x"][0].numel())
@@ -213,7 +219,7 @@ def _write_results(cfg, out: Path, merged: dict, dm, log_jacobian: float, task: 
     buf = io.BytesIO()
     torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
     atomic_write(out / "samples.pt", buf.getvalue())
-    save_figure(sample_figure(merged["x"], tuple(dm.event_shape)), out / "grid", ("png",), 120)
+    save_figure(sample_figure(merged["x"], tuple(shape)), out / "grid", ("png",), 120)
     summary = _summarise(rows)
     summary.update(
         n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())
@@ -239,13 +245,19 @@ def sample(cfg: DictConfig) -> dict:
         dm = instantiate(cfg.dataset)
         dm.setup()
         score, schedule, oracle, logjac = build_score(cfg, dm)
-        job = sample_job(
-            score, schedule, instantiate(cfg.sampler), dm.event_shape, cfg.seed, oracle
-        )
-        merged = _predict(cfg, job, out)
-        return {} if merged is None else _write_results(cfg, out, merged, dm, logjac, "sample")
+        shape = event_shape_of(score, dm)
+        job = sample_job(score, schedule, instantiate(cfg.sampler), shape, cfg.seed, oracle)
+        merged = _predict(cfg, job, out, score)
+        return {} if merged is None else _write_results(cfg, out, merged, shape, logjac, "sample")
     finally:
         _finish_wandb()
+
+
+def _truth(dm, schedule, shape):
+    """The data set's exact mixture, when it has one of the model's shape (synthetic data)."""
+    if tuple(dm.event_shape or ()) != tuple(shape):
+        return None
+    return dm.oracle(schedule)
 
 
 def evaluate(cfg: DictConfig) -> dict:
@@ -263,6 +275,7 @@ def evaluate(cfg: DictConfig) -> dict:
         dm = instantiate(cfg.dataset)
         dm.setup()
         score, schedule, oracle, logjac = build_score(cfg, dm)
+        shape = event_shape_of(score, dm)
         data = dm.val_data if cfg.source == "dataset" else None
         if data is not None and cfg.n_samples > data.shape[0]:
             raise ConfigError(
@@ -276,17 +289,17 @@ def evaluate(cfg: DictConfig) -> dict:
             name,
             cfg.source,
             data,
-            dm.event_shape,
+            shape,
             cfg.sde_steps,
             cfg.seed,
             oracle,
-            truth=dm.oracle(schedule) if oracle is None else None,
+            truth=_truth(dm, schedule, shape) if oracle is None else None,
         )
         t = time.perf_counter()
-        merged = _predict(cfg, job, out)
+        merged = _predict(cfg, job, out, score)
         if merged is None:
             return {}
-        res = _write_results(cfg, out, merged, dm, logjac, "evaluate")
+        res = _write_results(cfg, out, merged, shape, logjac, "evaluate")
         print(f"[cartoonist] evaluate took {time.perf_counter() - t:.1f} s")
         return res
     finally:

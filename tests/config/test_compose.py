@@ -18,6 +18,11 @@ def _options(group: str) -> list[str]:
 
 
 CASES = [(g, o) for g in GROUPS for o in _options(g)]
+EDM = [
+    "model=edm",
+    "model.path=tests.pretrained_helpers:GaussianDenoiser",
+    "model.event_shape=[1,4,4]",
+]
 
 
 @pytest.mark.parametrize("group,option", CASES, ids=[f"{g}={o}" for g, o in CASES])
@@ -28,7 +33,14 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         overrides.append(f"dataset.source.path={tmp_path}")
     if group == "likelihood" and option == "sde_tracking":
         overrides.append("source=samples")
-    if group == "model" and option != "oracle":
+    if (group, option) in (("model", "edm"), ("dataset", "none")):
+        overrides += EDM  # dataset=none: a pretrained model brings the shape
+    elif group == "model" and option == "diffusers":
+        pytest.importorskip("diffusers")
+        from tests.pretrained_helpers import save_tiny_diffusers
+
+        overrides.append(f"model.path={save_tiny_diffusers(tmp_path / 'ddpm')}")
+    elif group == "model" and option != "oracle":
         overrides.append(f"ckpt_path={Path(__file__)}")  # any existing file passes validation
     cfg = compose_cfg(task, overrides, tmp_path / "run")
     node = cfg[group]
@@ -37,6 +49,12 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         assert objs
     elif group == "trainer" and option == "gpu" and not torch.cuda.is_available():
         assert node.accelerator == "gpu"  # composes; instantiating needs a GPU
+    elif group == "model" and option in ("diffusers", "edm"):
+        score = instantiate(node).load()  # a pretrained model: loads offline, gives a score
+        x = torch.zeros(2, *score.event_shape)
+        assert score(x, torch.zeros(2)).shape == x.shape and cfg.dataset._target_.endswith(
+            "NoData"
+        )
     elif group == "model" and option != "oracle":
         net = instantiate(node)(event_shape=(1, 8, 8))
         assert sum(p.numel() for p in net.parameters()) > 0
@@ -62,3 +80,15 @@ def test_experiments_compose(path, tmp_path):
     cfg = compose_cfg(task, [f"experiment={path.stem}"], tmp_path / "run")
     validate(cfg, task)
     assert cfg.experiment_name != "adhoc" and isinstance(cfg.seed, int)
+
+
+def test_submitit_slurm_launcher_composes(tmp_path):
+    """`hydra/launcher=submitit_slurm` (the optional `submitit` extra) spreads sweeps on SLURM."""
+    pytest.importorskip(
+        "hydra_plugins.hydra_submitit_launcher", reason="pip install 'cartoonist[submitit]'"
+    )
+    over = ["hydra/launcher=submitit_slurm", "hydra.launcher.gpus_per_node=1"]
+    over += ["hydra.launcher.timeout_min=60", "trainer=gpu"]
+    cfg = compose_cfg("sample", over, tmp_path / "run")
+    assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
+    assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.trainer.accelerator == "gpu"

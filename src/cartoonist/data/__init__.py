@@ -28,6 +28,7 @@ __all__ = [
     "GMMND",
     "ImageFolder",
     "MNIST",
+    "NoData",
     "PIXEL_SCALE",
     "Patches",
     "to_model",
@@ -36,8 +37,8 @@ __all__ = [
 
 
 def __getattr__(name: str):
-    if name == "ArrayDataModule":
-        from cartoonist.data.datamodule import ArrayDataModule
+    if name in ("ArrayDataModule", "NoData"):
+        from cartoonist.data import datamodule
 
-        return ArrayDataModule
+        return getattr(datamodule, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["ArrayDataModule"]
+__all__ = ["ArrayDataModule", "NoData"]
 
 
 class ArrayDataModule(L.LightningDataModule):
@@ -125,3 +125,26 @@ class ArrayDataModule(L.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         """Validation batches `(x,)` in a fixed order."""
         return self._loader(self.val_data, shuffle=False)
+
+
+class NoData:
+    """`dataset=none`: no examples. A pretrained model supplies the shape and pixel convention.
+
+    Stands in for `ArrayDataModule` where a task needs no data (sampling, or evaluating a model on
+    its own samples); asking it for data raises ValueError.
+    """
+
+    event_shape = None
+    log_jacobian = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Nothing to load."""
+
+    def oracle(self, schedule=None) -> None:
+        """No data, so no exact density."""
+        return None
+
+    def _none(self):
+        raise ValueError("dataset=none has no data: choose a dataset (e.g. dataset=image_folder)")
+
+    data = train_data = val_data = property(_none)

@@ -144,7 +144,7 @@ def elbo(
             _integrand(
                 sc, schedule, x0, lam, eps_src.normal(event).to(x0), estimator, probes, probe_src
             )
-            / proposal.pdf(lam)
+            / proposal.pdf(lam).to(x0.device)
         )
     vals = torch.stack(vals, 1)  # [B, n]
     integral, stderr = vals.mean(1), vals.std(1) / math.sqrt(n_lambda)
@@ -175,7 +175,7 @@ def _integrand(sc, schedule, x0, lam, eps, estimator, probes, probe_src) -> Tens
     out, div = score_and_laplacian(sc, x, lam_x, "hutchinson", probes, probe_src)
     sq = (out * out).reshape(B, -1).sum(1)
     g2 = (s * s).reshape(B)
-    return D * schedule.f_tilde(lam) + g2.double() * (div + 0.5 * sq).double()
+    return D * schedule.f_tilde(lam).to(x0.device) + g2.double() * (div + 0.5 * sq).double()
 
 
 def _prior_term(schedule, x0, prior_log_prob, eps_src) -> Tensor:

@@ -31,8 +31,8 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 
 def _bcast(v: Tensor, x: Tensor) -> Tensor:
-    """[B] → [B, 1, ..., 1] matching x."""
-    return v.reshape(v.shape + (1,) * (x.dim() - v.dim())).to(x.dtype)
+    """[B] → [B, 1, ..., 1] matching x (dtype and device)."""
+    return v.reshape(v.shape + (1,) * (x.dim() - v.dim())).to(dtype=x.dtype, device=x.device)
 
 
 def score_from_eps(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) -> ScoreFn:

@@ -13,28 +13,35 @@ from typing import Callable
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch import Tensor
+from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
 __all__ = ["PredictJob", "PartWriter", "id_loader", "merge_parts"]
 
 
 class PredictJob(L.LightningModule):
-    """Wraps `job(ids [B]) -> dict of per-sample tensors [B, ...]` as a predict step.
+    """Wraps `job(ids [B], device) -> dict of per-sample tensors [B, ...]` as a predict step.
 
     Args:
-        job: the per-sample computation (must key all its randomness by sample id).
+        job: the per-sample computation (must key all its randomness by sample id); it computes
+            on `device` and may return tensors on any device (they are moved to the CPU).
+        net: the network behind the job's score function, if any. As a submodule it is moved to
+            the trainer's device (trainer=gpu), and the job runs there; without one (exact
+            oracles, float64 on the CPU) the job runs on the CPU.
     """
 
-    def __init__(self, job: Callable[[Tensor], dict]):
+    def __init__(self, job: Callable[[Tensor, torch.device], dict], net: nn.Module | None = None):
         super().__init__()
         self.job = job
+        self.net = net
 
     def predict_step(self, batch, batch_idx: int) -> dict:
         """Run the job on one batch of sample ids."""
         (ids,) = batch
+        device = self.device if self.net is not None else torch.device("cpu")
         with torch.inference_mode(False), torch.enable_grad():  # JVP-based estimators need grad
-            out = self.job(ids.cpu())
+            out = self.job(ids.cpu(), device)
+        out = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in out.items()}
         out["sample_id"] = ids.cpu()
         return out
 
