@@ -374,7 +374,7 @@ def test_figure_without_learned_part_rejects_a_model(smoke_root, tmp_path):
     cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "f")
     with pytest.raises(ConfigError, match="no learned-model part"):
         tasks.figure(cfg)
-    # A model that cannot score the dataset's images (3-channel patches, 1-channel U-Net): one line.
+    # A model that cannot score the dataset's images (RGB patches, a grey U-Net): one line.
     over = ["experiment=fig1_hd_samples", "debug=smoke", "dataset=patches"]
     cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "g")
     with pytest.raises(ConfigError, match=r"cannot score dataset=patches images of shape \(3, "):

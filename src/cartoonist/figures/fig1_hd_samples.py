@@ -20,6 +20,7 @@ from torch import Tensor
 
 from cartoonist.diffusion import Schedule, hd_ode, ode_log_prob, posterior_mean, sample_sde
 from cartoonist.figures.common import FigureData
+from cartoonist.figures.oracle_images import fit_image_oracle
 
 __all__ = ["LearnedModel", "fig1_hd_samples", "learned_columns", "learned_log_prob"]
 
@@ -190,8 +191,6 @@ def fig1_hd_samples(
         each column (`<name>: mean_logp[...]`, `mean_logp_pf_ode[...]` for the learned model), of
         all posterior samples, and the HD mode's gain over them in nats.
     """
-    from cartoonist.figures.oracle_images import fit_image_oracle
-
     out = FigureData()
     for dname, source in sources.items():
         gmm, data = fit_image_oracle(source, components, rank, iters, seed)
