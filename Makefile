@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 export WANDB_MODE ?= offline
+OUT := $(or $(CARTOONIST_OUTPUT_ROOT),outputs)
 
 .DEFAULT_GOAL := help
 
@@ -29,6 +30,12 @@ smoke: $(STAMP) ## train, sample and evaluate end to end with debug=smoke (secon
 	$(PY) -m cartoonist.sample debug=smoke sampler=hd run_name=smoke $(ARGS)
 	$(PY) -m cartoonist.evaluate debug=smoke likelihood=pf_ode run_name=smoke $(ARGS)
 
+smoke-figures: $(STAMP) ## Every figure at debug=smoke: tiny sizes, ~1 min → outputs/smoke/figures/
+	$(PY) -m cartoonist.train debug=smoke dataset=digits model=unet run_name=fig4_digits_elbo \
+		callbacks.checkpoint.every_n_train_steps=4
+	@for fig in fig3_tracking fig5_mode_tracking png_size fig1_hd_samples; do \
+	  $(PY) -m cartoonist.figure experiment=$$fig debug=smoke $(ARGS) || exit 1; done
+
 train-digits: $(STAMP) ## Train the small U-Net on sklearn digits (likelihood weighting; ~10 min on 2 cores)
 	$(PY) -m cartoonist.train dataset=digits model=unet noise.weighting=elbo trainer.max_steps=3000 \
 		experiment_name=digits run_name=digits_unet_elbo $(ARGS)
@@ -42,30 +49,43 @@ fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures (~25
 fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~15 s) → outputs/figures/
 	$(PY) -m cartoonist.figure experiment=fig5_mode_tracking $(ARGS)
 
-fig1_hd_samples: $(STAMP) ## Figure 1: HD modes vs posterior samples on faces/patches oracles (~40 s)
+# Fig. 1 needs the digits model of Fig. 4 unless ARGS names another model (model=… or ckpt_path=…).
+FIG1_NEEDS := $(if $(filter model=% ~model ckpt_path=%,$(ARGS)),,$(OUT)/train/fig4_digits_elbo/DONE)
+fig1_hd_samples: $(STAMP) $(FIG1_NEEDS) ## Fig. 1: HD modes vs posterior samples: faces/patches oracles + digits U-Net (~70 s)
 	$(PY) -m cartoonist.figure experiment=fig1_hd_samples $(ARGS)
 
 png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle, Spearman ρ (~30 s)
 	$(PY) -m cartoonist.figure experiment=png_size $(ARGS)
 
-FIG4 := "digits_elbo digits unet elbo 1000" "digits_sigmoid digits unet sigmoid 1000" \
-	"gmm2d_mlp gmm2d mlp elbo 1500"
-fig4_r0_ode_elbo: $(STAMP) ## Fig. 4: r₀ vs PF-ODE vs ELBO of 3 trained models (~15 min: trains them once)
-	@for spec in $(FIG4); do set -- $$spec; \
-	  $(PY) -m cartoonist.train dataset=$$2 model=$$3 noise.weighting=$$4 trainer.max_steps=$$5 \
-	    experiment_name=fig4 run_name=fig4_$$1 $(ARGS) || exit 1; \
+# The three trained models of Fig. 4 (Fig. 1 uses digits_elbo): <name> → training overrides.
+# Each is a file target on its run's DONE, so it trains once; TRAIN_ARGS passes overrides to training.
+FIG4_MODELS := digits_elbo digits_sigmoid gmm2d_mlp
+FIG4_digits_elbo := dataset=digits model=unet noise.weighting=elbo trainer.max_steps=1000
+FIG4_digits_sigmoid := dataset=digits model=unet noise.weighting=sigmoid trainer.max_steps=1000
+FIG4_gmm2d_mlp := dataset=gmm2d model=mlp noise.weighting=elbo trainer.max_steps=1500
+$(OUT)/train/fig4_%/DONE: | $(STAMP)
+	$(PY) -m cartoonist.train $(FIG4_$*) experiment_name=fig4 run_name=fig4_$* $(TRAIN_ARGS)
+
+fig-models: $(FIG4_MODELS:%=$(OUT)/train/fig4_%/DONE) ## Train the 3 small models of Figs. 4 and 1 once (~8 min; skipped when DONE)
+
+FIG4_EVAL := "digits_elbo digits unet" "digits_sigmoid digits unet" "gmm2d_mlp gmm2d mlp"
+fig4_r0_ode_elbo: fig-models ## Fig. 4: r₀ vs PF-ODE vs ELBO of the 3 trained models (~4 min after fig-models)
+	@for spec in $(FIG4_EVAL); do set -- $$spec; \
 	  for lik in pf_ode elbo; do \
 	    $(PY) -m cartoonist.evaluate experiment=fig4_eval dataset=$$2 model=$$3 likelihood=$$lik \
-	      ckpt_path=outputs/train/fig4_$$1/checkpoints/last.ckpt run_name=fig4_$$1__$$lik $(ARGS) \
+	      ckpt_path=$(OUT)/train/fig4_$$1/checkpoints/last.ckpt run_name=fig4_$$1__$$lik $(ARGS) \
 	      || exit 1; done; done
-	$(PY) experiments/fig4_r0_ode_elbo/plot.py
+	$(PY) experiments/fig4_r0_ode_elbo/plot.py $(OUT)
 
 hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle, ~2 min) → outputs/figures/
 	$(PY) -m cartoonist.sample experiment=hd_threshold_baseline $(ARGS)
 	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS)
 	$(PY) experiments/hd_threshold/plot.py
 
-figures: fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold png_size fig4_r0_ode_elbo ## Every figure (~20 min)
+# Quick oracle figures first, then the trained models (once), then the figures that use them.
+FIGURES := fig3_tracking fig5_mode_tracking png_size hd_threshold fig-models fig4_r0_ode_elbo \
+	fig1_hd_samples
+figures: $(FIGURES) ## Every figure (≤ 20 min on 2 cores; reruns skip what is DONE)
 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/replot.py $*
@@ -87,4 +107,4 @@ clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
 .PHONY: help install demo smoke fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold \
-	png_size fig4_r0_ode_elbo figures train-digits sync-wandb test test-slow test-all clean clean-outputs
+	png_size fig4_r0_ode_elbo fig-models figures smoke-figures train-digits sync-wandb test test-slow test-all clean clean-outputs

@@ -118,6 +118,23 @@ def validate(cfg: DictConfig, task: str) -> None:
             raise ConfigError("ckpt_path is required for a trained model (or use model=oracle)")
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
             raise ConfigError(f"ckpt_path does not exist: {ckpt}")
+    if task == "figure":
+        _validate_figure_model(cfg, ckpt)
+
+
+def _validate_figure_model(cfg: DictConfig, ckpt) -> None:
+    """A figure's learned model: the checkpoint exists; a network of ours comes with one."""
+    if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
+        raise ConfigError(
+            f"ckpt_path does not exist: {ckpt} (train it first, e.g. `make fig-models`; "
+            f"or drop the learned model with ~model)"
+        )
+    target = str(OmegaConf.select(cfg, "model._target_", default=""))
+    if ckpt is None and target.startswith("cartoonist.models."):
+        raise ConfigError(
+            f"model ({target}) is a network trained by cartoonist.train: give "
+            f"ckpt_path=<run>/checkpoints/last.ckpt (or drop the learned model with ~model)"
+        )
 
 
 def _validate_pretrained(cfg: DictConfig) -> None:

@@ -308,15 +308,23 @@ def evaluate(cfg: DictConfig) -> dict:
 
 # -- figure -------------------------------------------------------------------------------------
 def figure(cfg: DictConfig) -> dict:
-    """Compute a figure, plot it, write outputs/figures/<name>.{csv,json,png,pdf}."""
+    """Compute a figure, plot it, write outputs/figures/<name>.{csv,json,png,pdf}.
+
+    Under debug=smoke the experiment's `compute_smoke` sizes replace those of `compute`; a figure
+    that takes a learned model gets the one the config names (`ckpt_path=` or `model=`).
+    """
     import pandas as pd
+
+    from cartoonist.figures.inputs import apply_smoke, compute_kwargs
 
     out = _out(cfg)
     if (done := _already_done(out)) is not None:
         return done
+    apply_smoke(cfg)
     out = _start(cfg, "figure")
     try:
-        data = instantiate(cfg.compute)(seed=cfg.seed)
+        compute = instantiate(cfg.compute)
+        data = compute(seed=cfg.seed, **compute_kwargs(cfg, compute))
         df = pd.DataFrame(data.rows)
         fig = instantiate(cfg.plot)(df)
         figs = Path(cfg.paths.figures_dir)

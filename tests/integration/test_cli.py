@@ -1,6 +1,7 @@
 """End-to-end: smoke runs of train/sample/evaluate, resumption, bad configs, DDP equality."""
 
 import csv
+import math
 import os
 import signal
 import subprocess
@@ -11,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from cartoonist import tasks
-from cartoonist.pipeline import preflight
+from cartoonist.pipeline import ConfigError, preflight
 from tests.pipeline_helpers import compose_cfg
 
-ENV = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1")
+# One OpenMP thread per subprocess, as in conftest: on shared cores more threads stall (5× slower).
+ENV = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
 
 def _csv(path: Path) -> list[dict]:
@@ -232,7 +234,7 @@ def test_hd_threshold_sweep_and_plot(tmp_path):
     """The multirun sweep (Hydra -m via the experiment), and the collector script."""
     import json
 
-    small = ["n_samples=8", "sampler.steps=40", "logger=csv", f"paths.output_root={tmp_path}"]
+    small = ["debug=smoke", "sampler.steps=40", f"paths.output_root={tmp_path}"]
     for exp, extra in (
         ("hd_threshold_baseline", []),
         ("hd_threshold", ["sampler.lambda_threshold=-4,4"]),
@@ -257,56 +259,126 @@ def test_hd_threshold_sweep_and_plot(tmp_path):
     assert {"mean_logp_sde", "mean_logp_pf_ode", "gain_hd_ode_-4", "gain_hd_sde_4"} <= set(metrics)
 
 
-@pytest.mark.parametrize(
-    "name,small",
-    [
-        ("fig3_tracking", ["compute.n=200", "compute.steps=200", "compute.step_counts=[50,200]"]),
-        (
-            "fig5_mode_tracking",
-            ["compute.n_points=2", "compute.steps=60", "compute.check_every=20"],
-        ),
-        (
-            "fig1_hd_samples",
-            [
-                "compute.n_rows=1",
-                "compute.n_posterior=2",
-                "compute.steps=40",
-                "compute.iters=3",
-                "compute.sources.patches.n=200",
-            ],
-        ),
-        ("png_size", ["compute.n=16", "compute.steps=40", "compute.iters=3"]),
-    ],
-)
-def test_figures_smoke_and_replot(tmp_path, name, small):
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+    """An output root holding a tiny digits U-Net where fig1 looks for the fig4 digits model."""
+    root = tmp_path_factory.mktemp("smoke_outputs")
+    over = [
+        "debug=smoke",
+        "dataset=digits",
+        "model=unet",
+        "model.channels=[8,8]",
+        "model.emb_dim=16",
+        "noise.weighting=elbo",
+        "callbacks.checkpoint.every_n_train_steps=4",
+    ]
+    tasks.train(compose_cfg("train", over, root / "train" / "fig4_digits_elbo"))
+    assert (root / "train" / "fig4_digits_elbo" / "checkpoints" / "last.ckpt").exists()
+    return root
+
+
+def _finite(metrics: dict) -> bool:
+    return all(math.isfinite(v) for v in metrics.values())
+
+
+def _check_fig3(m: dict) -> None:
+    assert {"corr_r_true", "mean_err", "mean_abs_err"} <= set(m) and _finite(m)
+    assert {"mean_err_2d_50steps", "mean_err_2d_200steps", "mean_err_1d_50steps"} <= set(m)
+    assert 0.5 < m["corr_r_true"] <= 1 and m["mean_abs_err"] >= abs(m["mean_err"])
+
+
+def _check_fig5(m: dict) -> None:
+    assert _finite(m) and m["newton_strict_max_fraction"] == 1.0
+    # 60 RK4 steps here (400 give 1e-8); the HD-ODE is near, not on, the mode of a mixture.
+    assert m["max_err_mode_tracking"] <= 1e-3 < m["max_err_hd_ode"]
+
+
+def _check_png_size(m: dict) -> None:
+    assert -1 <= m["spearman"] <= 1 and m["n"] == 32 and _finite(m)
+
+
+def _check_fig1(m: dict) -> None:
+    assert _finite(m)
+    cols = ["HD-ODE y_0", "x_0 ~ p(x_0|x_t) #1", "x_0 ~ p(x_0|x_t) #2", "E[x_0|x_t]"]
+    cols += ["posterior samples"]
+    for name, kind in (("faces", ""), ("patches", ""), ("digits (unet)", "_pf_ode")):
+        assert {f"{name}: mean_logp{kind}[{c}]" for c in cols} <= set(m), name
+        gain = m[f"{name}: mean_logp{kind}[HD-ODE y_0]"]
+        gain -= m[f"{name}: mean_logp{kind}[posterior samples]"]
+        assert m[f"{name}: hd_gain_over_posterior_nats"] == pytest.approx(gain)
+    # Exact oracles: the HD mode is more likely than every posterior sample of the same x_t.
+    for name in ("faces", "patches"):
+        assert m[f"{name}: hd_gain_over_posterior_nats"] > 0
+
+
+CHECKS = {
+    "fig3_tracking": _check_fig3,
+    "fig5_mode_tracking": _check_fig5,
+    "png_size": _check_png_size,
+    "fig1_hd_samples": _check_fig1,
+}
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_figure_at_debug_smoke_and_replot(smoke_root, name):
+    """Each figure at literally `debug=smoke` (fig1 with its learned part on the tiny U-Net)."""
     import json
 
-    root = tmp_path / "outputs"
-    cfg = compose_cfg(
-        "figure", [f"experiment={name}", "logger=csv"] + small, root / "figure" / name
-    )
-    cfg.paths.figures_dir = str(root / "figures")
+    import pandas as pd
+
+    out = smoke_root / f"figure_{name}"  # the run dir; its parent is the output root
+    cfg = compose_cfg("figure", [f"experiment={name}", "debug=smoke"], out)
+    assert cfg.smoke and cfg.paths.figures_dir == str(smoke_root / "figures")
     tasks.figure(cfg)
+    figs = smoke_root / "figures"
     for ext in ("png", "pdf", "csv", "json"):
-        assert (root / "figures" / f"{name}.{ext}").exists(), ext
-    metrics = json.loads((root / "figures" / f"{name}.json").read_text())
-    if name == "fig5_mode_tracking":
-        assert metrics["max_err_mode_tracking"] <= 1e-3  # 60 RK4 steps here; 400 give 1e-8
-    elif name == "fig3_tracking":
-        assert 0.5 < metrics["corr_r_true"] <= 1
-    elif name == "png_size":
-        assert -1 <= metrics["spearman"] <= 1 and metrics["n"] == 32
-    else:  # the HD mode has a higher exact log p than a posterior sample of the same x_t
-        post = metrics["faces: mean_logp[x_0 ~ p(x_0|x_t) #1]"]
-        assert metrics["faces: mean_logp[HD-ODE y_0]"] > post
-    (root / "figures" / f"{name}.png").unlink()
+        assert (figs / f"{name}.{ext}").exists(), ext
+    CHECKS[name](json.loads((figs / f"{name}.json").read_text()))
+    if name == "fig1_hd_samples":  # 1 x_t × (x_t, HD, 2 samples, mean) per dataset
+        df = pd.read_csv(figs / f"{name}.csv")
+        assert len(df) == 3 * 5 and set(df[df.dataset == "digits (unet)"].logp_kind) == {"pf_ode"}
+    (figs / f"{name}.png").unlink()
     r = subprocess.run(
-        [sys.executable, "experiments/replot.py", name, str(root / "figures")],
+        [sys.executable, "experiments/replot.py", name, str(figs)],
         capture_output=True,
         text=True,
         env=ENV,
     )
-    assert r.returncode == 0 and (root / "figures" / f"{name}.png").exists(), r.stderr
+    assert r.returncode == 0 and (figs / f"{name}.png").exists(), r.stderr
+
+
+def test_smoke_figure_writes_under_its_own_root(tmp_path):
+    """debug=smoke never touches the real run directory or figure (nor marks it DONE)."""
+    cfg = compose_cfg("figure", ["experiment=fig3_tracking", "debug=smoke"])
+    assert cfg.paths.output_root.endswith("/smoke") and cfg.compute_smoke.n == 200
+    real = compose_cfg("figure", ["experiment=fig3_tracking"])
+    assert not real.smoke and real.paths.output_root != cfg.paths.output_root
+
+
+def test_fig1_missing_checkpoint_fails_in_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        preflight("figure", ["experiment=fig1_hd_samples", f"paths.output_root={tmp_path}"])
+    err = capsys.readouterr().err.strip()
+    assert e.value.code == 2 and len(err.splitlines()) == 1
+    assert "fig4_digits_elbo/checkpoints/last.ckpt" in err and "make fig-models" in err
+    with pytest.raises(SystemExit):  # a network of ours without its checkpoint
+        preflight("figure", ["experiment=fig3_tracking", "dataset=digits", "model=unet"])
+    assert "ckpt_path" in capsys.readouterr().err
+    # `~model` drops the learned part: nothing left to validate.
+    preflight("figure", ["experiment=fig1_hd_samples", "~model", f"paths.output_root={tmp_path}"])
+
+
+def test_figure_without_learned_part_rejects_a_model(smoke_root, tmp_path):
+    ckpt = smoke_root / "train" / "fig4_digits_elbo" / "checkpoints" / "last.ckpt"
+    over = ["experiment=fig3_tracking", "debug=smoke", "dataset=digits", "model=unet"]
+    cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "f")
+    with pytest.raises(ConfigError, match="no learned-model part"):
+        tasks.figure(cfg)
+    # A model that cannot score the dataset's images (RGB patches, a grey U-Net): one line.
+    over = ["experiment=fig1_hd_samples", "debug=smoke", "dataset=patches"]
+    cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "g")
+    with pytest.raises(ConfigError, match=r"cannot score dataset=patches images of shape \(3, "):
+        tasks.figure(cfg)
 
 
 @pytest.mark.slow
@@ -315,14 +387,7 @@ def test_fig4_pipeline_small(tmp_path):
     import json
 
     root = tmp_path / "outputs"
-    train_over = [
-        "dataset=gmm2d",
-        "model=mlp",
-        "logger=csv",
-        "trainer.max_steps=20",
-        "trainer.val_check_interval=10",
-        "trainer.enable_progress_bar=false",
-    ]
+    train_over = ["debug=smoke", "dataset=gmm2d", "model=mlp"]
     tasks.train(compose_cfg("train", train_over, root / "train" / "fig4_toy"))
     ckpt = root / "train" / "fig4_toy" / "checkpoints" / "last.ckpt"
     for lik, extra in (("pf_ode", ["likelihood.steps=10"]), ("elbo", ["likelihood.n_lambda=8"])):
@@ -332,9 +397,8 @@ def test_fig4_pipeline_small(tmp_path):
             "model=mlp",
             f"likelihood={lik}",
             f"ckpt_path={ckpt}",
-            "n_samples=8",
+            "debug=smoke",
             "sde_steps=50",
-            "logger=csv",
         ] + extra
         tasks.evaluate(compose_cfg("evaluate", over, root / "evaluate" / f"fig4_toy__{lik}"))
     r = subprocess.run(

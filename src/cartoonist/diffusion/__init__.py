@@ -19,6 +19,7 @@ from cartoonist.diffusion.schedules import EDM, VE, VP, Flow, Schedule
 from cartoonist.diffusion.score import (
     CountedScore,
     NonFiniteScoreError,
+    posterior_mean,
     score_from_eps,
     score_from_v,
     score_from_x0,
@@ -55,6 +56,7 @@ __all__ = [
     "newton_mode",
     "ode_log_prob",
     "ode_log_prob_along",
+    "posterior_mean",
     "sample_ode",
     "sample_sde",
     "score_from_eps",

@@ -23,6 +23,7 @@ __all__ = [
     "score_from_eps",
     "score_from_x0",
     "score_from_v",
+    "posterior_mean",
     "CountedScore",
     "NonFiniteScoreError",
 ]
@@ -78,6 +79,26 @@ def score_from_v(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) ->
         return -eps / s
 
     return score
+
+
+def posterior_mean(score: ScoreFn, schedule: Schedule, x: Tensor, lam) -> Tensor:
+    """E[x_0 | x_λ = x] from the score by Tweedie's formula, (x + σ_λ² ∇log p_λ(x)) / α_λ.
+
+    Exact for the true score of any schedule with x_λ = α_λ x_0 + σ_λ ε; with a learned score it
+    is the network's denoised estimate.
+
+    Args:
+        score: score function (x [B, ...], lam [B]) -> [B, ...].
+        schedule: diffusion schedule.
+        x: [B, ...] states at log-SNR λ.
+        lam: λ as a float, a 0-d or a [B] tensor.
+
+    Returns:
+        [B, ...] posterior mean, in x's dtype.
+    """
+    lam = lam_batch(lam, x)
+    a, s2 = _bcast(schedule.alpha(lam), x), _bcast(schedule.g2(lam), x)
+    return (x + s2 * score(x, lam)) / a
 
 
 class NonFiniteScoreError(FloatingPointError):

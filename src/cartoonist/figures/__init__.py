@@ -5,12 +5,14 @@ Each returns a `FigureData`: `rows` (exactly the plotted numbers, one dict per p
 """
 
 from cartoonist.figures.common import FigureData, toy_mixture
+from cartoonist.figures.fig1_hd_samples import LearnedModel, fig1_hd_samples
 from cartoonist.figures.fig3_tracking import fig3_tracking
 from cartoonist.figures.fig5_mode_tracking import fig5_mode_tracking
-from cartoonist.figures.oracle_images import fig1_hd_samples, png_size
+from cartoonist.figures.oracle_images import png_size
 
 __all__ = [
     "FigureData",
+    "LearnedModel",
     "toy_mixture",
     "fig1_hd_samples",
     "fig3_tracking",

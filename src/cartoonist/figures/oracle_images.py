@@ -1,4 +1,4 @@
-"""Figures on exact oracles fitted to images: HD samples (Fig. 1) and −log p vs PNG size."""
+"""Exact oracles fitted to images (used by Fig. 1), and the −log p vs PNG size figure."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import torch
 
 from cartoonist.data.sources import to_pixels
-from cartoonist.diffusion import VP, hd_ode, hd_sample, sample_sde
+from cartoonist.diffusion import VP, hd_sample, sample_sde
 from cartoonist.figures.common import FigureData
 
-__all__ = ["fit_image_oracle", "fig1_hd_samples", "png_size", "png_bytes"]
+__all__ = ["fit_image_oracle", "png_size", "png_bytes"]
 
 
 def fit_image_oracle(
@@ -41,65 +41,6 @@ def png_bytes(x: torch.Tensor) -> int:
     buf = io.BytesIO()
     img.save(buf, format="PNG", optimize=True)
     return buf.tell()
-
-
-def fig1_hd_samples(
-    sources: dict,
-    seed: int = 0,
-    n_rows: int = 4,
-    n_posterior: int = 4,
-    lambda_t: float = 0.0,
-    steps: int = 400,
-    components: int = 4,
-    rank: int = 8,
-    iters: int = 30,
-) -> FigureData:
-    """For several x_t: x_t | HD-ODE mode y_0 | posterior samples x_0 ~ p(x_0|x_t) | E[x_0|x_t].
-
-    Args:
-        sources: name -> image source; an oracle (mixture of PPCA) is fitted to each.
-        seed: seeds the fit, the choice of x_0 and all noise.
-        n_rows: x_t per dataset; n_posterior: posterior samples per x_t.
-        lambda_t: log-SNR of x_t; steps: Heun steps of the HD-ODE to λ_max.
-        components, rank, iters: the PPCA mixture fit.
-
-    Returns:
-        FigureData: one row per image (dataset, row, column, exact log p_{λ_max} in nats, shape,
-        pixels in model space); metrics: the mean log p of each column per dataset.
-    """
-    out = FigureData()
-    for dname, source in sources.items():
-        gmm, data = fit_image_oracle(source, components, rank, iters, seed)
-        sch = gmm.schedule
-        g = torch.Generator().manual_seed(seed)
-        x0 = data[torch.randperm(data.shape[0], generator=g)[:n_rows]].double()
-        a, s = float(sch.alpha(lambda_t)), float(sch.sigma(lambda_t))
-        x_t = a * x0 + s * torch.randn(x0.shape, generator=g, dtype=torch.float64)
-        cols = {
-            "x_t / α_t": x_t / a,
-            "HD-ODE y_0": hd_ode(gmm, sch, x_t, lambda_t, steps, method="heun").x,
-        }
-        for j in range(n_posterior):
-            cols[f"x_0 ~ p(x_0|x_t) #{j + 1}"] = gmm.sample_posterior(x_t, lambda_t, g)
-        cols["E[x_0|x_t]"] = gmm.posterior_mean(x_t, lambda_t)
-        shape = "x".join(map(str, data.shape[1:]))
-        for c, (name, imgs) in enumerate(cols.items()):
-            lp = gmm.log_prob(imgs, sch.lambda_max)
-            if c:
-                out.metrics[f"{dname}: mean_logp[{name}]"] = float(lp.mean())
-            for r in range(n_rows):
-                out.rows.append(
-                    dict(
-                        dataset=dname,
-                        row=r,
-                        col=c,
-                        column=name,
-                        logp=float(lp[r]),
-                        shape=shape,
-                        pixels=" ".join(f"{v:.4f}" for v in imgs[r].flatten()),
-                    )
-                )
-    return out
 
 
 def png_size(

@@ -1,0 +1,82 @@
+"""What the figure task hands a figure beyond `compute`: debug=smoke sizes and a learned model.
+
+- `debug=smoke` sets `smoke: true`; each experiment's `compute_smoke:` block (seconds-long sizes)
+  is then merged into its `compute:` (`apply_smoke`).
+- A figure run names a learned model the way `sample`/`evaluate` do: `ckpt_path=` (a checkpoint of
+  `cartoonist.train`) or a `model=` option that is not the exact oracle (e.g. a pretrained
+  adapter). `learned_from_config` builds it through `pipeline.build_score`, so every model the
+  pipeline can build works; figures that take a `learned` argument receive it (`compute_kwargs`).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from cartoonist.figures.fig1_hd_samples import LearnedModel
+from cartoonist.pipeline import ConfigError, build_score, format_error
+
+__all__ = ["apply_smoke", "wants_learned_model", "learned_from_config", "compute_kwargs"]
+
+
+def apply_smoke(cfg: DictConfig) -> DictConfig:
+    """Merge `compute_smoke` into `compute` when `smoke` is set (by debug=smoke); in place."""
+    if cfg.get("smoke") and cfg.get("compute_smoke"):
+        with open_dict(cfg):
+            cfg.compute = OmegaConf.merge(cfg.compute, cfg.compute_smoke)
+    return cfg
+
+
+def wants_learned_model(cfg: DictConfig) -> bool:
+    """True when the run names a checkpoint or a model that is not the exact oracle."""
+    if cfg.get("ckpt_path"):
+        return True
+    target = OmegaConf.select(cfg, "model._target_", default=None)
+    return target is not None and not str(target).endswith("OracleModel")
+
+
+def _choice(group: str) -> str | None:
+    try:
+        return HydraConfig.get().runtime.choices.get(group)
+    except ValueError:  # no Hydra context (a config built by hand)
+        return None
+
+
+def learned_from_config(cfg: DictConfig) -> LearnedModel:
+    """The learned model a figure run names: its score via `build_score`, x_0 from `dataset`.
+
+    The x_0 are the dataset's validation split.
+
+    Raises:
+        ConfigError: no dataset, or the model cannot score the dataset's images (one line).
+    """
+    if cfg.get("dataset") is None:
+        raise ConfigError("a learned model needs dataset=<the images it models> to draw x_t from")
+    dm = instantiate(cfg.dataset)
+    dm.setup()
+    score, schedule, _, _ = build_score(cfg, dm)
+    data = dm.val_data
+    try:  # fail here, in one line, rather than deep inside a solver
+        lam = data.new_full((1,), 0.5 * (schedule.lambda_min + schedule.lambda_max))
+        score(data[:1], lam)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(
+            f"the model cannot score dataset={_choice('dataset')} images of shape "
+            f"{tuple(data.shape[1:])}: {format_error(e)}"
+        ) from e
+    name = cfg.get("learned_name") or f"{_choice('dataset')} ({_choice('model')})"
+    return LearnedModel(name=str(name), score=score, schedule=schedule, data=data)
+
+
+def compute_kwargs(cfg: DictConfig, fn) -> dict:
+    """Keyword arguments beyond `seed` for the figure computation `fn`: `learned` when named."""
+    if not wants_learned_model(cfg):
+        return {}
+    if "learned" not in inspect.signature(fn).parameters:
+        raise ConfigError(
+            f"figure {cfg.figure_name} has no learned-model part: drop ckpt_path=/model="
+        )
+    return {"learned": learned_from_config(cfg)}
