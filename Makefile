@@ -90,6 +90,23 @@ figures: $(FIGURES) ## Every figure (≤ 20 min on 2 cores; reruns skip what is 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/replot.py $*
 
+# -- benchmarks (issue 5): ratios measured in one process; tcmalloc when installed -------------
+TCMALLOC := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
+BENCH_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) CARTOONIST_BENCH_DIR=$(OUT)/bench
+BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost memory
+
+bench-deps: $(STAMP)
+	@# k-diffusion's own log_likelihood is the Q4 baseline; --no-deps keeps torchvision (and a
+	@# CUDA torch) out.
+	@$(PY) -c "import k_diffusion, torchsde" 2>/dev/null || \
+	  $(PIP) install -q --no-deps k-diffusion==0.1.1.post1 torchsde==0.2.6 trampoline==0.1.2
+
+bench: bench-deps $(OUT)/train/fig4_digits_elbo/DONE ## Every benchmark incl. make test/demo/figures timings (~45 min) → outputs/bench/
+	@for b in $(BENCHES) end_to_end; do $(BENCH_ENV) $(PY) -m benchmarks.$$b || exit 1; done
+
+bench-quick: bench-deps ## The benchmarks at small sizes (< 2 min) → outputs/bench/
+	@for b in $(BENCHES); do $(BENCH_ENV) $(PY) -m benchmarks.$$b --quick || exit 1; done
+
 test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"
 
@@ -106,5 +123,7 @@ clean: ## Remove caches (keeps .venv and outputs/)
 clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
+
+.PHONY: bench bench-deps bench-quick
 .PHONY: help install demo smoke fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold \
 	png_size fig4_r0_ode_elbo fig-models figures smoke-figures train-digits sync-wandb test test-slow test-all clean clean-outputs

@@ -150,7 +150,12 @@ def _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record):
     except ImportError as e:  # pragma: no cover - torchdiffeq is a dependency
         raise ImportError("adaptive ODE methods need torchdiffeq (pip install torchdiffeq)") from e
     dtype = x.dtype
-    ts = grid if (record or method not in _ADAPTIVE) else grid[[0, -1]]
+    ts = grid if record else grid[[0, -1]]
+    options = None
+    if not record and method not in _ADAPTIVE:
+        # Fixed-grid torchdiffeq methods (rk4, midpoint, …) step on our grid but return only its
+        # ends, so memory stays O(1) in the number of steps.
+        options = {"grid_constructor": lambda func, y0, t: grid.to(t)}
 
     def func(t, state):
         xs = state[0].to(dtype)
@@ -159,7 +164,7 @@ def _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record):
         return out + ((da.to(torch.float64),) if acc is not None else ())
 
     y0 = (x.to(torch.float64),) + ((acc.to(torch.float64),) if acc is not None else ())
-    ys = odeint(func, y0, ts, rtol=rtol, atol=atol, method=method)
+    ys = odeint(func, y0, ts, rtol=rtol, atol=atol, method=method, options=options)
     x_end = ys[0][-1].to(dtype)
     acc_end = ys[1][-1] if acc is not None else None
     check_state(x_end, ts.numel() - 2, float(ts[-1]))
