@@ -1,8 +1,9 @@
 """Q6 — end to end: wall time of `make test`, `make demo` and `make figures` on this machine.
 
-Each target runs as a subprocess with a fresh output root (CARTOONIST_OUTPUT_ROOT in a temporary
-folder, so nothing is skipped as DONE and outputs/ is untouched) and WANDB_MODE=disabled. The JSON
-is rewritten after every target, so an interrupted run keeps what it measured. `--quick` skips this
+Each target runs as a subprocess with a fresh output root, `<bench dir>/e2e/<target>` (emptied
+first, so nothing is skipped as DONE; the rest of outputs/ is untouched; the figures it makes are
+kept there to read), and WANDB_MODE=disabled. The JSON is rewritten after every target, so an
+interrupted run keeps what it measured. `--quick` skips this
 benchmark (minutes, not seconds).
 """
 
@@ -10,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import torch
 
-from benchmarks.common import ROOT, environment, save, table
+from benchmarks.common import OUT, ROOT, environment, save, table
 
 
 def main():
@@ -33,12 +34,15 @@ def main():
     torch.set_num_threads(args.threads)
     rows, out = [], {}
     for target in args.targets:
-        with tempfile.TemporaryDirectory(prefix="cartoonist-e2e-") as tmp:
-            env = dict(os.environ, CARTOONIST_OUTPUT_ROOT=tmp, WANDB_MODE="disabled")
-            t = time.perf_counter()
-            r = subprocess.run(["make", target], cwd=ROOT, env=env, capture_output=True, text=True)
-            wall = time.perf_counter() - t
-        out[target] = {"wall_s": wall, "returncode": r.returncode}
+        root = OUT / "e2e" / target
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        env = dict(os.environ, CARTOONIST_OUTPUT_ROOT=str(root), WANDB_MODE="disabled")
+        t = time.perf_counter()
+        r = subprocess.run(["make", target], cwd=ROOT, env=env, capture_output=True, text=True)
+        wall = time.perf_counter() - t
+        (root / "make.log").write_text(r.stdout + r.stderr)
+        out[target] = {"wall_s": wall, "returncode": r.returncode, "output_root": str(root)}
         rows.append(dict(target=f"make {target}", wall_min=wall / 60, returncode=r.returncode))
         if r.returncode != 0:
             print(r.stdout[-3000:], r.stderr[-3000:], file=sys.stderr)

@@ -46,7 +46,14 @@ def run_demo(cfg: DictConfig) -> dict:
     x_T = schedule.sample_prior(shape, seed=cfg.seed, dtype=torch.float64)
     exact = lambda x: oracle.log_prob(x, schedule.lambda_max)  # noqa: E731
     with show_progress("reverse SDE"):
-        sde = sample_sde(oracle, schedule, x_T, cfg.sde_steps, seed=cfg.seed)
+        sde = sample_sde(
+            oracle,
+            schedule,
+            x_T,
+            cfg.sde_steps,
+            seed=cfg.seed,
+            logp_scheme=cfg.get("sde_logp_scheme", "corrected"),
+        )
     ode = sample_ode(oracle, schedule, x_T, cfg.hd_steps, method="euler", track_logp=False)
     rows, panels = [], {"PF-ODE": (ode.x, exact(ode.x))}
     for thr in cfg.thresholds:

@@ -106,6 +106,10 @@ def validate(cfg: DictConfig, task: str) -> None:
         )
     if pretrained:
         _validate_pretrained(cfg)
+    for key in ("sampler.logp_scheme", "sde_logp_scheme"):
+        val = OmegaConf.select(cfg, key)
+        if val is not None and val not in ("corrected", "euler"):
+            raise ConfigError(f"{key} must be 'corrected' or 'euler', got {val!r}")
     lik = str(OmegaConf.select(cfg, "likelihood._target_", default=""))
     if lik.endswith("sde_tracking") and OmegaConf.select(cfg, "source") != "samples":
         raise ConfigError("likelihood=sde_tracking needs source=samples (r_0 of SDE samples)")

@@ -115,6 +115,7 @@ def evaluate_job(
     seed: int,
     oracle=None,
     truth=None,
+    sde_logp_scheme: str = "corrected",
 ) -> Callable[..., dict]:
     """Job for `evaluate`: (ids, device) → {x, logp_<name>, logp_sde_tracking?, logp_data_exact?}.
 
@@ -131,7 +132,14 @@ def evaluate_job(
                 (n, *event_shape), seed=seed, sample_ids=id_list, dtype=dtype, device=device
             )
             gen, _ = _timed(
-                sample_sde, score, schedule, x_init, sde_steps, seed=seed, sample_ids=id_list
+                sample_sde,
+                score,
+                schedule,
+                x_init,
+                sde_steps,
+                seed=seed,
+                sample_ids=id_list,
+                logp_scheme=sde_logp_scheme,
             )
             x = gen.x
             out["logp_sde_tracking"] = gen.logp

@@ -294,6 +294,7 @@ def evaluate(cfg: DictConfig) -> dict:
             cfg.seed,
             oracle,
             truth=_truth(dm, schedule, shape) if oracle is None else None,
+            sde_logp_scheme=cfg.get("sde_logp_scheme", "corrected"),
         )
         t = time.perf_counter()
         merged = _predict(cfg, job, out, score)

@@ -114,6 +114,7 @@ BAD = [
     (["dataset=image_folder", "dataset.source.path=/no/such/dir"], "dataset.source.path"),
     (["model=mlp", "ckpt_path=/no/such.ckpt"], "ckpt_path"),
     (["model=mlp"], "ckpt_path"),
+    (["sampler.logp_scheme=rk4"], "sampler.logp_scheme"),
 ]
 
 
