@@ -86,7 +86,10 @@ def schedule_derivatives(schedule: Schedule, grid: Tensor, eps: float = 1e-4) ->
 
 
 def _dot(a: Tensor, b: Tensor) -> Tensor:
-    return (a * b).reshape(a.shape[0], -1).sum(1).to(torch.float64)
+    """Per-sample inner product [B] in float64 (one fused kernel: this runs every step)."""
+    return torch.linalg.vecdot(a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)).to(
+        torch.float64
+    )
 
 
 def sample_sde(
@@ -169,11 +172,11 @@ def sample_sde(
                     rs[-1] = r
         eps = src.normal(event).to(x)
         noise_x = (g2 * h) ** 0.5 * eps
-        if track_logp:
-            ss = ss_k if correct else _dot(s, s)
-            r = r + (-D * f + 0.5 * g2 * ss) * h + _dot(s, noise_x)  # Thm 1, same ε as x
-            if correct:
-                prev = (k, s, noise_x, ss_k, xs_k)
+        if correct:
+            r = r + ((-D * f * h) + 0.5 * g2 * h * ss_k + _dot(s, noise_x))  # Thm 1, same ε
+            prev = (k, s, noise_x, ss_k, xs_k)
+        elif track_logp:  # Thm 1: ½g²h‖s‖² + sᵀn as one inner product sᵀ(½g²h s + n)
+            r = r + (_dot(s, torch.add(noise_x, s, alpha=0.5 * g2 * h)) + (-D * f * h))
         x = x + (f * x + g2 * s) * h + noise_x
         check_state(x, k, float(grid[k]))
         if record:
