@@ -26,7 +26,7 @@ def parse(description: str) -> argparse.Namespace:
     """The common command line: --quick (the `make bench-quick` sizes), --threads."""
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (make bench-quick)")
-    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
+    p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
