@@ -147,3 +147,14 @@ def test_hd_threshold_collector_keeps_the_exact_log_p_of_the_oracle(tmp_path, mo
     assert m["logp_estimator"] == "exact" and _finite_numbers(m)
     assert {"mean_logp_sde", "mean_logp_pf_ode", "gain_hd_ode_0", "gain_hd_sde_0"} <= set(m)
     assert {r["estimator"] for r in _csv(tmp_path / "figures" / "hd_threshold.csv")} == {"exact"}
+
+
+def test_fig1_without_images_for_the_learned_part_fails_in_one_line(folder, tmp_path):
+    """png_size needs no data (dataset=none); Fig. 1's part (b) noises images, so it says so."""
+    from cartoonist.pipeline import ConfigError
+
+    over = ["experiment=fig1_hd_samples", "debug=smoke", "model=diffusers", f"model.path={folder}"]
+    cfg = compose_cfg("figure", over + ["dataset=none"], tmp_path / "figure" / "f1")
+    with pytest.raises(ConfigError, match="noises images") as e:
+        tasks.figure(cfg)
+    assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "figures").exists()
