@@ -12,6 +12,7 @@ job has it (oracle), else the PF-ODE estimate (learned model); the figure and JS
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
@@ -81,6 +82,7 @@ def main(overrides: list[str]) -> None:
     summary = pd.DataFrame(data.rows)
     fig = plot_hd_threshold(summary, grids, shape)
     write_figure_outputs(figs, name, summary, data.metrics, fig)
+    plt.close(fig)
     log_figure_to_wandb(name, summary, data.metrics, figs / f"{name}.png")
     print(f"log p estimator: {est}")
     print(summary.to_string(index=False))

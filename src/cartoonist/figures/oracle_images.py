@@ -76,8 +76,8 @@ def png_size(
         components, rank, iters: the oracle's mixture-of-PPCA fit.
         learned: a `LearnedModel` (built by the figure task from `model=`/`ckpt_path=`).
         ode_steps, divergence, probes: the learned model's PF-ODE log p.
-        batch_size: learned model: samples per batch (None: all n at once); the numbers do not
-            depend on it (noise keyed by sample id).
+        batch_size: learned model: samples per batch (None: all n at once); the numbers depend
+            on it only through float round-off (all noise is keyed by sample id).
 
     Returns:
         FigureData. Rows: model, sampler, sample, neg_logp (−log p_{λ_max}, nats), bpd (bits/dim
@@ -108,8 +108,10 @@ def _learned_runs(learned, seed, n, steps, thresholds, ode_steps, divergence, pr
     sch, score = learned.schedule, learned.score
     for thr in thresholds:
         if not sch.lambda_min < thr < sch.lambda_max:
-            raise ValueError(
-                f"threshold {thr} is outside the model's log-SNR range "
+            from cartoonist.pipeline import ConfigError
+
+            raise ConfigError(
+                f"compute.thresholds: {thr} is outside the model's trained log-SNR range "
                 f"({sch.lambda_min:.4g}, {sch.lambda_max:.4g})"
             )
     bs = int(batch_size or n)
