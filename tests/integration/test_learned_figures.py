@@ -132,6 +132,9 @@ def test_png_size_on_a_pretrained_model(folder, tmp_path):
     for r in rows:
         want = (float(r["neg_logp"]) - D * math.log(2 / 256)) / (D * math.log(2))
         assert float(r["bpd"]) == pytest.approx(want, rel=1e-9)
+    (figs / f"{cfg.figure_name}.png").unlink()  # `make plot-<name>` finds plot_png_size
+    runpy.run_path(str(ROOT / "experiments" / "replot.py"))["replot"](cfg.figure_name, figs)
+    assert (figs / f"{cfg.figure_name}.png").exists()
 
 
 def test_hd_threshold_collector_keeps_the_exact_log_p_of_the_oracle(tmp_path, monkeypatch):
