@@ -161,3 +161,29 @@ def test_fig1_without_images_for_the_learned_part_fails_in_one_line(folder, tmp_
     with pytest.raises(ConfigError, match="noises images") as e:
         tasks.figure(cfg)
     assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "figures").exists()
+
+
+def test_hd_threshold_job_on_an_edm_denoiser_scores_samples_correctly(tmp_path):
+    """model=edm: one HD job of the sweep; its PF-ODE log p is checked against the exact one.
+
+    The test denoiser is exact for x_0 ~ N(0, s² I), s = 0.5, so at λ_max the density is
+    N(0, (α² s² + σ²) I) with α² = sigmoid(λ_max), σ² = sigmoid(−λ_max).
+    """
+    import torch
+
+    over = ["experiment=hd_threshold", "model=edm", "model.event_shape=[1,4,4]"]
+    over += ["model.path=tests.pretrained_helpers:GaussianDenoiser", "debug=smoke"]
+    over += ["sampler.lambda_threshold=0", "sampler.first_stage=ode", "sampler.steps=20"]
+    over += ["likelihood.steps=40", "likelihood.divergence=exact"]
+    cfg = compose_cfg("sample", over, tmp_path / "edm")
+    assert cfg.experiment_name == "hd_threshold__edm-tests.pretrained_helpers-GaussianDenoiser"
+    tasks.sample(cfg)
+    rows = _csv(tmp_path / "edm" / "per_sample.csv")
+    assert {r["estimator"] for r in rows} == {"pf_ode"} and len(rows) == 8
+    x = torch.load(tmp_path / "edm" / "samples.pt", weights_only=True)["x"].double()
+    lam_max = -2 * math.log(0.002)  # model.sigma_min
+    var = 0.25 * torch.sigmoid(torch.tensor(lam_max)) + torch.sigmoid(torch.tensor(-lam_max))
+    dim = x[0].numel()
+    exact = -0.5 * (x.flatten(1) ** 2).sum(1) / var - 0.5 * dim * torch.log(2 * math.pi * var)
+    for r in rows:
+        assert abs(float(r["logp_nats"]) - float(exact[int(r["sample_id"])])) < 0.05
