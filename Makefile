@@ -54,7 +54,9 @@ FIG1_NEEDS := $(if $(filter model=% ~model ckpt_path=%,$(ARGS)),,$(OUT)/train/fi
 fig1_hd_samples: $(STAMP) $(FIG1_NEEDS) ## Fig. 1: HD modes vs posterior samples: faces/patches oracles + digits U-Net (~70 s)
 	$(PY) -m cartoonist.figure experiment=fig1_hd_samples $(ARGS)
 
-png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle, Spearman ρ (~30 s)
+# ARGS="model=diffusers model.path=<folder> device=cuda" (or ckpt_path=... model=unet): that model's
+# samples, PF-ODE log p, outputs named png_size__<model>.
+png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle (or ARGS="model=..."), Spearman ρ (~30 s)
 	$(PY) -m cartoonist.figure experiment=png_size $(ARGS)
 
 # The three trained models of Fig. 4 (Fig. 1 uses digits_elbo): <name> → training overrides.
@@ -77,10 +79,13 @@ fig4_r0_ode_elbo: fig-models ## Fig. 4: r₀ vs PF-ODE vs ELBO of the 3 trained 
 	      || exit 1; done; done
 	$(PY) experiments/fig4_r0_ode_elbo/plot.py $(OUT)
 
-hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle, ~2 min) → outputs/figures/
+# ARGS go to both sweeps and the collector, e.g. "model=diffusers model.path=<folder> trainer=gpu"
+# (PF-ODE log p of every sample; outputs named hd_threshold__<model>); HD_ARGS to the HD sweep
+# only, e.g. HD_ARGS="sampler.lambda_threshold=-4,0,4".
+hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle or ARGS="model=...", ~2 min) → outputs/figures/
 	$(PY) -m cartoonist.sample experiment=hd_threshold_baseline $(ARGS)
-	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS)
-	$(PY) experiments/hd_threshold/plot.py
+	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS) $(HD_ARGS)
+	$(PY) experiments/hd_threshold/plot.py $(ARGS)
 
 # Quick oracle figures first, then the trained models (once), then the figures that use them.
 FIGURES := fig3_tracking fig5_mode_tracking png_size hd_threshold fig-models fig4_r0_ode_elbo \

@@ -1,7 +1,7 @@
 """Re-plot a figure from outputs/figures/<name>.csv without recomputing (`make plot-<name>`).
 
 Usage: python experiments/replot.py NAME [FIGURES_DIR]; the plot is
-`cartoonist.plotting.figures.plot_<NAME>`.
+`cartoonist.plotting.figures.plot_<NAME>` (for NAME = <figure>__<model>, `plot_<figure>`).
 """
 
 import sys
@@ -15,7 +15,8 @@ from cartoonist.plotting import figures
 
 def replot(name: str, figures_dir: str | Path = "outputs/figures") -> None:
     """Read <figures_dir>/<name>.csv, plot it, write <name>.png and .pdf."""
-    plot_fn = getattr(figures, f"plot_{name}", None)
+    # A figure of a learned model is named <figure>__<model> (`${model_tag:}`): same plot.
+    plot_fn = getattr(figures, f"plot_{name.split('__')[0]}", None)
     if plot_fn is None:
         sys.exit(f"error: no plot function plot_{name} in cartoonist.plotting.figures")
     figs = Path(figures_dir)

@@ -1,22 +1,52 @@
-"""Collect the hd_threshold sweeps (`make hd_threshold`) into outputs/figures/hd_threshold.*."""
+"""Collect the hd_threshold sweeps (`make hd_threshold`) into outputs/figures/hd_threshold*.
+
+Usage: python experiments/hd_threshold/plot.py [OVERRIDES...]  (or a single output root)
+
+OVERRIDES are those given to the two sample sweeps (e.g. `model=diffusers model.path=...` or
+`paths.output_root=...`; sweep values such as `a,b` are ignored): composing the experiments with
+them gives the sweep directories (`<output_root>/sample/hd_threshold[_baseline]<model tag>`) and
+the figure's name, exactly as the runs had them. Each sample's log p is the exact one when every
+job has it (oracle), else the PF-ODE estimate (learned model); the figure and JSON say which.
+"""
 
 import sys
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-from cartoonist.figures.hd_threshold import summarise_hd_threshold
-from cartoonist.pipeline import log_figure_to_wandb, write_figure_outputs
+from cartoonist.figures.hd_threshold import choose_estimator, summarise_hd_threshold
+from cartoonist.pipeline import CONF_DIR, log_figure_to_wandb, write_figure_outputs
 from cartoonist.plotting.figures import plot_hd_threshold
 
+EXPERIMENTS = ("hd_threshold_baseline", "hd_threshold")
 
-def load(root: Path):
-    """Per-sample exact log p of every finished job, and a few samples per job."""
-    rows, grids, shape = [], {}, None
-    for exp in ("hd_threshold_baseline", "hd_threshold"):
-        for job in sorted((root / "sample" / exp).glob("[0-9]*"), key=lambda p: int(p.name)):
+
+def sweep_dirs(overrides: list[str]) -> tuple[list[Path], Path, str]:
+    """(sweep directories, figures directory, figure name) of the runs these overrides made."""
+    if len(overrides) == 1 and "=" not in overrides[0]:  # an output root, as before
+        overrides = [f"paths.output_root={overrides[0]}"]
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+    dirs = []
+    for exp in EXPERIMENTS:
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+            cfg = compose("sample", [f"experiment={exp}"] + fixed, return_hydra_config=True)
+        dirs.append(Path(cfg.hydra.sweep.dir))
+    return dirs, Path(cfg.paths.figures_dir), str(cfg.experiment_name)
+
+
+def load(dirs: list[Path]):
+    """Per-sample log p of every finished job (one estimator for all), and samples per job."""
+    tables, grids, shape = {}, {}, None
+    for sweep in dirs:
+        for job in sorted(sweep.glob("[0-9]*"), key=lambda p: int(p.name)):
             if not (job / "DONE").exists():
                 continue
             cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
@@ -25,36 +55,39 @@ def load(root: Path):
             stage = cfg.sampler.get("first_stage", "") if method == "hd" else ""
             thr = float(cfg.sampler.get("lambda_threshold", float("nan")))
             df = pd.read_csv(job / "per_sample.csv")
-            df = df[df.estimator == "exact"].assign(
-                method=method, first_stage=stage, lambda_threshold=thr
-            )
-            rows.append(df)
+            tables[str(job)] = df.assign(method=method, first_stage=stage, lambda_threshold=thr)
             x = torch.load(job / "samples.pt", weights_only=True)["x"]
             shape = tuple(x.shape[1:])
             if method != "hd" or stage == "ode":
                 grids[f"{method} λ_thr={thr:g}" if method == "hd" else method] = x
-    if not rows:
-        sys.exit(
-            f"error: no finished hd_threshold jobs under {root}/sample; run `make hd_threshold`"
-        )
+    if not tables:
+        where = " and ".join(str(d) for d in dirs)
+        sys.exit(f"error: no finished hd_threshold jobs in {where}; run `make hd_threshold`")
+    try:
+        est = choose_estimator({job: set(df.estimator) for job, df in tables.items()})
+    except ValueError as e:
+        sys.exit(f"error: {e}")
+    per_sample = pd.concat([df[df.estimator == est] for df in tables.values()])
     order = sorted(
         grids, key=lambda k: (k.startswith("hd"), float(k.split("=")[-1]) if "=" in k else 0.0)
     )
-    return pd.concat(rows), {k: grids[k] for k in order}, shape
+    return per_sample, est, {k: grids[k] for k in order}, shape
 
 
-def main(root: Path) -> None:
-    """Summarise, plot and write outputs/figures/hd_threshold.{csv,json,png,pdf}."""
-    per_sample, grids, shape = load(root)
-    data = summarise_hd_threshold(per_sample)
+def main(overrides: list[str]) -> None:
+    """Summarise, plot and write <figures>/<name>.{csv,json,png,pdf}."""
+    dirs, figs, name = sweep_dirs(overrides)
+    per_sample, est, grids, shape = load(dirs)
+    data = summarise_hd_threshold(per_sample, est)
     summary = pd.DataFrame(data.rows)
     fig = plot_hd_threshold(summary, grids, shape)
-    figs = root / "figures"
-    write_figure_outputs(figs, "hd_threshold", summary, data.metrics, fig)
-    log_figure_to_wandb("hd_threshold", summary, data.metrics, figs / "hd_threshold.png")
+    write_figure_outputs(figs, name, summary, data.metrics, fig)
+    plt.close(fig)
+    log_figure_to_wandb(name, summary, data.metrics, figs / f"{name}.png")
+    print(f"log p estimator: {est}")
     print(summary.to_string(index=False))
-    print(f"wrote {figs}/hd_threshold.{{png,pdf,csv,json}}")
+    print(f"wrote {figs}/{name}.{{png,pdf,csv,json}}")
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "outputs"))
+    main(sys.argv[1:])

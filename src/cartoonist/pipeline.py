@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "load_denoiser",
     "build_score",
     "event_shape_of",
+    "model_tag",
 ]
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -37,6 +39,45 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 class ConfigError(ValueError):
     """A configuration value is wrong; the message names the key."""
+
+
+# -- run names ----------------------------------------------------------------------------------
+_KIND = {"DiffusersModel": "diffusers", "EDMDenoiser": "edm"}
+
+
+def model_tag(*, _root_: DictConfig) -> str:
+    """`${model_tag:}`: a run-name suffix naming the learned model a config uses ("" for none).
+
+    Experiments that run on the exact oracle by default and on any learned model on request
+    (`hd_threshold`, `png_size`) append it to their run and figure names, so the outputs of
+    different models never share a directory (a finished job's `DONE` would be skipped) nor a
+    figure file. The exact oracle and a config without a model give "" (the names stay as they
+    were); `ckpt_path=.../<run>/checkpoints/last.ckpt` gives "__ckpt-<run>"; a pretrained model
+    gives "__<diffusers|edm>-<the folder's or file's name>".
+    """
+    ckpt = OmegaConf.select(_root_, "ckpt_path", default=None)
+    if ckpt:
+        p = Path(str(ckpt))
+        name = p.parent.parent.name if p.parent.name == "checkpoints" else p.stem
+        return f"__ckpt-{_slug(name)}"
+    target = str(OmegaConf.select(_root_, "model._target_", default="") or "")
+    if not target or target.endswith("OracleModel"):
+        return ""
+    cls = target.rsplit(".", 1)[-1]
+    path = OmegaConf.select(_root_, "model.path", default=None, throw_on_missing=False)
+    if path is None or OmegaConf.is_missing(_root_.model, "path"):
+        return f"__{_KIND.get(cls, cls.lower())}"
+    p = Path(str(path).rstrip("/"))
+    name = p.stem if p.suffix in (".pt", ".pth", ".pkl", ".ckpt") else p.name
+    return f"__{_KIND.get(cls, cls.lower())}-{_slug(name)}"
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "model"
+
+
+if not OmegaConf.has_resolver("model_tag"):
+    OmegaConf.register_new_resolver("model_tag", model_tag)
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -111,17 +152,30 @@ def validate(cfg: DictConfig, task: str) -> None:
         if val is not None and val not in ("corrected", "euler"):
             raise ConfigError(f"{key} must be 'corrected' or 'euler', got {val!r}")
     lik = str(OmegaConf.select(cfg, "likelihood._target_", default=""))
+    if task == "sample" and lik.endswith("sde_tracking"):
+        raise ConfigError(
+            "likelihood=sde_tracking cannot score samples afterwards: sampler=sde writes its "
+            "Theorem 1 log p as estimator 'tracked' (use likelihood=pf_ode or elbo here)"
+        )
     if lik.endswith("sde_tracking") and OmegaConf.select(cfg, "source") != "samples":
         raise ConfigError("likelihood=sde_tracking needs source=samples (r_0 of SDE samples)")
     ckpt = OmegaConf.select(cfg, "ckpt_path")
     if task in ("sample", "evaluate"):
-        is_oracle = str(OmegaConf.select(cfg, "model._target_", default="")).endswith(
-            "OracleModel"
-        )
+        is_oracle = target.endswith("OracleModel")
         if ckpt is None and not is_oracle and not pretrained:
             raise ConfigError("ckpt_path is required for a trained model (or use model=oracle)")
+        if ckpt is not None and is_oracle:
+            raise ConfigError(
+                "ckpt_path loads a network trained by cartoonist.train, but model=oracle is the "
+                "exact model: name the network (model=unet or model=mlp)"
+            )
         if ckpt is not None and not Path(str(ckpt)).expanduser().is_file():
             raise ConfigError(f"ckpt_path does not exist: {ckpt}")
+        if lik.endswith("exact_log_prob") and not is_oracle:
+            raise ConfigError(
+                "likelihood=exact needs model=oracle (a learned model has no exact "
+                "log p: use likelihood=pf_ode)"
+            )
     if task == "figure":
         _validate_figure_model(cfg, ckpt)
 

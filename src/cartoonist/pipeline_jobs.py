@@ -78,9 +78,26 @@ def _timed(fn: Callable, *args, **kwargs):
 
 
 def sample_job(
-    score, schedule: Schedule, sampler: Callable, event_shape, seed: int, oracle=None
+    score,
+    schedule: Schedule,
+    sampler: Callable,
+    event_shape,
+    seed: int,
+    oracle=None,
+    likelihood: tuple[str, Callable] | None = None,
 ) -> Callable[..., dict]:
-    """Job for `sample`: (ids, device) → {x, logp_tracked?, logp_exact?, nfe, wall_s}."""
+    """Job for `sample`: (ids, device) → {x, nfe, wall_s, logp_tracked?, logp_exact?, ...}.
+
+    Args:
+        score, schedule: the model.
+        sampler: (score, schedule, x_init, seed=, sample_ids=) -> SampleResult.
+        event_shape: shape of one sample.
+        seed: keys the prior draws and every noise by (seed, sample id).
+        oracle: the exact model, when there is one: its log p_{λ_max} is written as "exact".
+        likelihood: (name, estimator) that also scores every sample, e.g. ("pf_ode",
+            ode_log_prob partial): written as `logp_<name>` (nats) with its own `nfe_<name>` and
+            `wall_s_<name>`, so a learned model's samples get a log p too.
+    """
 
     def job(ids: Tensor, device=None) -> dict:
         n = ids.numel()
@@ -98,6 +115,14 @@ def sample_job(
             out["logp_tracked"] = res.logp.double()
         if oracle is not None:
             out["logp_exact"] = oracle.log_prob(res.x, schedule.lambda_max)
+        if likelihood is not None:
+            name, estimator = likelihood
+            lik, lwall = _timed(
+                estimator, score, schedule, res.x, seed=seed, sample_ids=ids.tolist()
+            )
+            out[f"logp_{name}"] = lik.logp.double()
+            out[f"nfe_{name}"] = torch.full((n,), lik.nfe)
+            out[f"wall_s_{name}"] = torch.full((n,), lwall / n, dtype=torch.float64)
         return out
 
     return job

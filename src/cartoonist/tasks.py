@@ -180,21 +180,25 @@ def _predict(cfg: DictConfig, job, out: Path, score=None) -> dict | None:
 
 
 def _rows(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict]:
+    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any."""
     rows = []
     for key, val in merged.items():
         if not key.startswith("logp_"):
             continue
+        est = key[5:]
         bpd = bits_per_dim(val, dim, log_jacobian)
+        nfe = merged.get(f"nfe_{est}", merged["nfe"])
+        wall = merged.get(f"wall_s_{est}", merged["wall_s"])
         for i, sid in enumerate(merged["sample_id"].tolist()):
             rows.append(
                 dict(
                     sample_id=sid,
                     seed=seed,
-                    estimator=key[5:],
+                    estimator=est,
                     logp_nats=float(val[i]),
                     bpd=float(bpd[i]),
-                    nfe=int(merged["nfe"][i]),
-                    wall_s=float(merged["wall_s"][i]),
+                    nfe=int(nfe[i]),
+                    wall_s=float(wall[i]),
                 )
             )
     return rows
@@ -236,7 +240,12 @@ def _write_results(cfg, out: Path, merged: dict, shape, log_jacobian: float, tas
 
 
 def sample(cfg: DictConfig) -> dict:
-    """Draw `n_samples` with the sampler group; write samples, per-sample log p and a grid."""
+    """Draw `n_samples` with the sampler group; write samples, per-sample log p and a grid.
+
+    Per sample: the sampler's own log p ("tracked", reverse SDE), the exact log p when the model
+    is an oracle ("exact"), and, when the `likelihood` group is set (e.g. likelihood=pf_ode), that
+    estimator's log p of the sample under its name (the log p of a learned model's samples).
+    """
     out = _out(cfg)
     if (done := _already_done(out)) is not None:
         return done
@@ -246,7 +255,12 @@ def sample(cfg: DictConfig) -> dict:
         dm.setup()
         score, schedule, oracle, logjac = build_score(cfg, dm)
         shape = event_shape_of(score, dm)
-        job = sample_job(score, schedule, instantiate(cfg.sampler), shape, cfg.seed, oracle)
+        likelihood = None
+        if cfg.get("likelihood") is not None:
+            name = HydraConfig.get().runtime.choices.get("likelihood") or "likelihood"
+            likelihood = (name, instantiate(cfg.likelihood))
+        sampler = instantiate(cfg.sampler)
+        job = sample_job(score, schedule, sampler, shape, cfg.seed, oracle, likelihood)
         merged = _predict(cfg, job, out, score)
         return {} if merged is None else _write_results(cfg, out, merged, shape, logjac, "sample")
     finally:
@@ -331,14 +345,16 @@ def figure(cfg: DictConfig) -> dict:
         figs = Path(cfg.paths.figures_dir)
         name = cfg.figure_name
         files = [str(p) for p in write_figure_outputs(figs, name, df, data.metrics, fig)]
+        # Metrics are numbers, except labels such as `logp_estimator` (JSON and console only).
+        numbers = {k: v for k, v in data.metrics.items() if isinstance(v, (int, float))}
         for lg in _loggers(cfg, out):
-            lg.log_metrics({f"figure/{k}": v for k, v in data.metrics.items()})
+            lg.log_metrics({f"figure/{k}": v for k, v in numbers.items()})
             if hasattr(lg, "log_table"):
                 lg.log_table(key=f"figure/{name}", dataframe=df)
                 lg.log_image(key=f"figure/{name}_plot", images=[str(figs / f"{name}.png")])
             lg.finalize("success")
         for k, v in data.metrics.items():
-            print(f"  {k:34s} {v: .6g}")
+            print(f"  {k:34s} {v: .6g}" if k in numbers else f"  {k:34s} {v}")
         return _done(out, data.metrics, files)
     finally:
         _finish_wandb()

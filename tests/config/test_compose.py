@@ -95,3 +95,32 @@ def test_submitit_slurm_launcher_composes(tmp_path):
     cfg = compose_cfg("sample", over, tmp_path / "run")
     assert cfg.hydra.launcher._target_.endswith("SlurmLauncher")
     assert cfg.hydra.launcher.gpus_per_node == 1 and cfg.trainer.accelerator == "gpu"
+
+
+@pytest.mark.parametrize(
+    "overrides,tag",
+    [
+        ([], ""),  # the exact oracle keeps the experiment's plain names
+        (
+            ["model=unet", "ckpt_path=outputs/train/digits_unet/checkpoints/last.ckpt"],
+            "__ckpt-digits_unet",
+        ),
+        (
+            ["model=diffusers", "model.path=/models/ddpm-cifar10-32/"],
+            "__diffusers-ddpm-cifar10-32",
+        ),
+        (["model=edm", "model.path=/m/edm-ffhq-64x64.pkl"], "__edm-edm-ffhq-64x64"),
+        (["model=edm", "model.path=pkg.nets:Denoiser"], "__edm-pkg.nets-Denoiser"),
+    ],
+)
+def test_hd_threshold_names_and_settings_follow_the_model(overrides, tag, tmp_path):
+    """Run names carry the learned model; the oracle's fit applies to the oracle only."""
+    for exp in ("hd_threshold", "hd_threshold_baseline"):
+        cfg = compose_cfg("sample", [f"experiment={exp}"] + overrides, tmp_path / "run")
+        assert cfg.experiment_name == exp + tag
+        if not tag:  # oracle: its PPCA fit; its exact log p needs no second estimator
+            assert (cfg.model.components, cfg.model.rank) == (16, 8) and cfg.likelihood is None
+        else:  # a learned model: no oracle keys; every sample gets a PF-ODE log p
+            assert "components" not in cfg.model and cfg.likelihood.divergence == "hutchinson"
+    cfg = compose_cfg("figure", ["experiment=png_size"] + overrides, tmp_path / "fig")
+    assert cfg.figure_name == "png_size" + tag

@@ -115,6 +115,8 @@ BAD = [
     (["model=mlp", "ckpt_path=/no/such.ckpt"], "ckpt_path"),
     (["model=mlp"], "ckpt_path"),
     (["sampler.logp_scheme=rk4"], "sampler.logp_scheme"),
+    ([f"ckpt_path={__file__}"], "model=unet or model=mlp"),  # a network is not model=oracle
+    (["likelihood=sde_tracking"], "estimator 'tracked'"),  # sample: already the SDE's log p
 ]
 
 
@@ -258,6 +260,7 @@ def test_hd_threshold_sweep_and_plot(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     metrics = json.loads((tmp_path / "figures" / "hd_threshold.json").read_text())
     assert {"mean_logp_sde", "mean_logp_pf_ode", "gain_hd_ode_-4", "gain_hd_sde_4"} <= set(metrics)
+    assert metrics["logp_estimator"] == "exact"
 
 
 @pytest.fixture(scope="module")
@@ -279,7 +282,8 @@ def smoke_root(tmp_path_factory):
 
 
 def _finite(metrics: dict) -> bool:
-    return all(math.isfinite(v) for v in metrics.values())
+    """Every number is finite (labels such as `logp_estimator` are strings)."""
+    return all(math.isfinite(v) for v in metrics.values() if not isinstance(v, str))
 
 
 def _check_fig3(m: dict) -> None:
@@ -296,6 +300,7 @@ def _check_fig5(m: dict) -> None:
 
 def _check_png_size(m: dict) -> None:
     assert -1 <= m["spearman"] <= 1 and m["n"] == 32 and _finite(m)
+    assert m["logp_estimator"] == "exact" and "mean_bpd[sde]" in m  # the faces oracle
 
 
 def _check_fig1(m: dict) -> None:
@@ -380,6 +385,30 @@ def test_figure_without_learned_part_rejects_a_model(smoke_root, tmp_path):
     cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "g")
     with pytest.raises(ConfigError, match=r"cannot score dataset=patches images of shape \(3, "):
         tasks.figure(cfg)
+
+
+def test_hd_threshold_and_png_size_on_our_checkpoint(smoke_root, tmp_path):
+    """The two oracle figures take a checkpoint of ours (ckpt_path= model=unet): PF-ODE log p."""
+    import json
+
+    ckpt = smoke_root / "train" / "fig4_digits_elbo" / "checkpoints" / "last.ckpt"
+    learned = ["model=unet", f"ckpt_path={ckpt}"]
+    # One job of the HD sweep (the sweep's CLI runs are tested on a pretrained model).
+    over = ["experiment=hd_threshold", "debug=smoke", "sampler.steps=10", "likelihood.steps=4"]
+    over += ["sampler.lambda_threshold=0", "sampler.first_stage=ode"]
+    cfg = compose_cfg("sample", over + learned, tmp_path / "hd")
+    assert cfg.experiment_name == "hd_threshold__ckpt-fig4_digits_elbo"
+    summary = tasks.sample(cfg)
+    rows = _csv(tmp_path / "hd" / "per_sample.csv")
+    assert {r["estimator"] for r in rows} == {"pf_ode"} and len(rows) == 8
+    assert math.isfinite(summary["logp_pf_ode_mean"]) and math.isfinite(summary["bpd_pf_ode_mean"])
+    over = ["experiment=png_size", "debug=smoke", "compute_smoke.n=4", "compute_smoke.steps=6"]
+    over += ["compute_smoke.ode_steps=3"]
+    cfg = compose_cfg("figure", over + learned, tmp_path / "figure" / "png")
+    tasks.figure(cfg)
+    m = json.loads((Path(cfg.paths.figures_dir) / f"{cfg.figure_name}.json").read_text())
+    assert cfg.figure_name == "png_size__ckpt-fig4_digits_elbo"
+    assert m["logp_estimator"] == "pf_ode" and m["n"] == 8 and _finite(m)
 
 
 @pytest.mark.slow

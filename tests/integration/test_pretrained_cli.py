@@ -166,6 +166,11 @@ PRE = [
     (["model=edm", "model.path=tests.pretrained_helpers:GaussianDenoiser"], "event_shape"),
     (["model=diffusers", "model.path=/tmp", "ckpt_path=/tmp"], "ckpt_path"),
     (["model=diffusers", "model.path=/tmp", "dataset=none", "source=dataset"], "dataset=none"),
+    (
+        ["model=edm", "model.path=tests.pretrained_helpers:GaussianDenoiser"]
+        + ["model.event_shape=[1,2,2]", "likelihood=exact"],
+        "likelihood=exact",
+    ),
 ]
 
 

@@ -21,6 +21,7 @@ from torch import Tensor
 from cartoonist.diffusion import Schedule, hd_ode, ode_log_prob, posterior_mean, sample_sde
 from cartoonist.figures.common import FigureData
 from cartoonist.figures.oracle_images import fit_image_oracle
+from cartoonist.pipeline import ConfigError
 
 __all__ = ["LearnedModel", "fig1_hd_samples", "learned_columns", "learned_log_prob"]
 
@@ -33,15 +34,36 @@ class LearnedModel:
 
     Attributes:
         name: label of its rows in the figure, e.g. "digits (U-Net)".
-        score: score function (x [B, ...], lam [B]) -> ∇_x log p_λ(x) [B, ...].
+        score: score function (x [B, ...], lam [B]) -> ∇_x log p_λ(x) [B, ...]; an nn.Module
+            computes on the device of its parameters (`device`).
         schedule: the schedule the score was trained with (λ_max is the data end).
-        data: [N, ...] images in model space; the x_t are noised copies of some of them.
+        data: [N, ...] images in model space (CPU), or None when the run names no data set;
+            Fig. 1 noises some of them to x_t, figures that only sample need none.
+        event_shape: shape of one example; None: that of `data`.
+        log_jacobian: D log|a| (nats) of the 8-bit pixel → model-space map, for bits/dim
+            (D log(2/256) for images in [−1, 1]).
     """
 
     name: str
     score: Callable[[Tensor, Tensor], Tensor]
     schedule: Schedule
-    data: Tensor
+    data: Tensor | None = None
+    event_shape: tuple | None = None
+    log_jacobian: float = 0.0
+
+    def __post_init__(self):
+        if self.event_shape is None:
+            if self.data is None:
+                raise ValueError(f"learned model {self.name!r}: give data or event_shape")
+            self.event_shape = tuple(self.data.shape[1:])
+        self.event_shape = tuple(int(s) for s in self.event_shape)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the score computes: its parameters' device (CPU for a plain function)."""
+        params = getattr(self.score, "parameters", None)
+        first = next(iter(params()), None) if callable(params) else None
+        return first.device if first is not None else torch.device("cpu")
 
 
 def _noised(data: Tensor, schedule: Schedule, lambda_t: float, n_rows: int, g, dtype):
@@ -191,6 +213,11 @@ def fig1_hd_samples(
         each column (`<name>: mean_logp[...]`, `mean_logp_pf_ode[...]` for the learned model), of
         all posterior samples, and the HD mode's gain over them in nats.
     """
+    if learned is not None and learned.data is None:
+        raise ConfigError(
+            f"fig1 part (b) noises images of the learned model's data set to x_t: give "
+            f"dataset=<the images {learned.name} models> (or drop part (b) with ~model)"
+        )
     out = FigureData()
     for dname, source in sources.items():
         gmm, data = fit_image_oracle(source, components, rank, iters, seed)
@@ -202,10 +229,12 @@ def fig1_hd_samples(
     if learned is not None:
         g = torch.Generator().manual_seed(seed)
         x_t = _noised(learned.data, learned.schedule, lambda_t, n_rows, g, learned.data.dtype)
+        x_t = x_t.to(learned.device)
         cols = learned_columns(learned, x_t, lambda_t, steps, n_posterior, sde_steps, seed)
         lp = learned_log_prob(
             learned, torch.cat(list(cols.values())), ode_steps, divergence, probes, seed
         )
-        logp = dict(zip(cols, lp.split(n_rows)))
+        logp = dict(zip(cols, lp.cpu().split(n_rows)))
+        cols = {k: v.cpu() for k, v in cols.items()}
         _add(out, learned.name, cols, logp, "pf_ode")
     return out

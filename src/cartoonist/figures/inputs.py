@@ -12,12 +12,20 @@ from __future__ import annotations
 
 import inspect
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cartoonist.data import NoData
 from cartoonist.figures.fig1_hd_samples import LearnedModel
-from cartoonist.pipeline import ConfigError, build_score, format_error
+from cartoonist.pipeline import (
+    ConfigError,
+    build_score,
+    event_shape_of,
+    format_error,
+    model_tag,
+)
 
 __all__ = ["apply_smoke", "wants_learned_model", "learned_from_config", "compute_kwargs"]
 
@@ -46,29 +54,49 @@ def _choice(group: str) -> str | None:
 
 
 def learned_from_config(cfg: DictConfig) -> LearnedModel:
-    """The learned model a figure run names: its score via `build_score`, x_0 from `dataset`.
+    """The learned model a figure run names: its score via `build_score`, images from `dataset`.
 
-    The x_0 are the dataset's validation split.
+    `data` is the dataset's validation split, or None with `dataset=none` (a pretrained model
+    brings its shape; figures that only sample need no data). A network moves to `cfg.device`
+    (e.g. device=cuda on a GPU machine; default cpu).
 
     Raises:
-        ConfigError: no dataset, or the model cannot score the dataset's images (one line).
+        ConfigError: the model cannot score the dataset's images, or examples of its own shape
+            (one line).
     """
-    if cfg.get("dataset") is None:
-        raise ConfigError("a learned model needs dataset=<the images it models> to draw x_t from")
-    dm = instantiate(cfg.dataset)
-    dm.setup()
-    score, schedule, _, _ = build_score(cfg, dm)
-    data = dm.val_data
+    ds = cfg.get("dataset")
+    if ds is None:
+        dm = NoData()
+    else:
+        dm = instantiate(ds)
+        dm.setup()
+    score, schedule, _, logjac = build_score(cfg, dm)
+    if isinstance(score, torch.nn.Module):
+        score = score.to(str(cfg.get("device") or "cpu"))
+    data = None if isinstance(dm, NoData) else dm.val_data
+    name = cfg.get("learned_name") or (
+        f"{_choice('dataset')} ({_choice('model')})"
+        if data is not None
+        else model_tag(_root_=cfg).removeprefix("__") or str(_choice("model"))
+    )
+    model = LearnedModel(
+        name=str(name),
+        score=score,
+        schedule=schedule,
+        data=data,
+        event_shape=event_shape_of(score, dm),
+        log_jacobian=float(logjac or 0.0),
+    )
+    probe = data[:1] if data is not None else torch.zeros(1, *model.event_shape)
     try:  # fail here, in one line, rather than deep inside a solver
-        lam = data.new_full((1,), 0.5 * (schedule.lambda_min + schedule.lambda_max))
-        score(data[:1], lam)
+        lam = torch.full((1,), 0.5 * (schedule.lambda_min + schedule.lambda_max))
+        score(probe.to(model.device), lam.to(model.device))
     except Exception as e:  # noqa: BLE001
+        what = f"dataset={_choice('dataset')} images" if data is not None else "examples"
         raise ConfigError(
-            f"the model cannot score dataset={_choice('dataset')} images of shape "
-            f"{tuple(data.shape[1:])}: {format_error(e)}"
+            f"the model cannot score {what} of shape {tuple(probe.shape[1:])}: {format_error(e)}"
         ) from e
-    name = cfg.get("learned_name") or f"{_choice('dataset')} ({_choice('model')})"
-    return LearnedModel(name=str(name), score=score, schedule=schedule, data=data)
+    return model
 
 
 def compute_kwargs(cfg: DictConfig, fn) -> dict:

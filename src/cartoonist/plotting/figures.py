@@ -109,12 +109,20 @@ def plot_fig5_mode_tracking(df: pd.DataFrame):
     return fig
 
 
+def _estimator_label(df: pd.DataFrame, column: str = "estimator") -> str:
+    """The label of a table's log p estimator (`column`; "exact" when the table has none)."""
+    from cartoonist.figures.hd_threshold import ESTIMATORS
+
+    est = str(df[column].iloc[0]) if column in df and len(df) else "exact"
+    return ESTIMATORS.get(est, est)
+
+
 def plot_hd_threshold(summary: pd.DataFrame, grids: dict, event_shape, per_row: int = 10):
-    """Mean exact log p vs threshold (left) and HD sample rows per threshold (right).
+    """Mean log p vs threshold (left) and HD sample rows per threshold (right).
 
     Args:
         summary: rows of `summarise_hd_threshold` (method, first_stage, lambda_threshold,
-            mean_logp, se).
+            mean_logp, se, and `estimator`: "exact" when absent), labelled by its estimator.
         grids: label -> samples [N, *event_shape] (shown `per_row` each, one row per label).
         event_shape: (C, H, W).
     """
@@ -138,7 +146,7 @@ def plot_hd_threshold(summary: pd.DataFrame, grids: dict, event_shape, per_row: 
     for j, (_, r) in enumerate(summary[summary.method != "hd"].iterrows()):
         ax.axhline(r.mean_logp, color=OKABE_ITO[2 + j], ls="--", label=f"regular {r.method}")
     ax.set_xlabel("threshold λ_thr (HD-ODE from here to λ_max)")
-    ax.set_ylabel("mean exact log p (nats)")
+    ax.set_ylabel(f"mean {_estimator_label(summary)} (nats)")
     ax.set_title("Algorithm 1 vs regular sampling (same noise)")
     ax.legend(fontsize=8)
     for r, (label, x) in enumerate(grids.items()):
@@ -193,13 +201,18 @@ def plot_fig1_hd_samples(df: pd.DataFrame):
 
 
 def plot_png_size(df: pd.DataFrame):
-    """−log p (nats) against PNG size (bytes) of samples, one colour per sampler."""
+    """−log p (nats) against PNG size (bytes) of samples, one colour per sampler.
+
+    The y label names the log p estimator (column `logp_kind`: exact or PF-ODE), the title the
+    model (column `model`), when the table has them.
+    """
     fig, ax = plt.subplots(figsize=(5.5, 4.2))
     for i, (name, g) in enumerate(df.groupby("sampler", sort=False)):
         ax.scatter(g.png_bytes, g.neg_logp, s=8, alpha=0.7, color=OKABE_ITO[i], label=name)
     ax.set_xlabel("PNG file size (bytes, 8-bit)")
-    ax.set_ylabel("−log p (nats)")
-    ax.set_title("Information content vs compressed size")
+    ax.set_ylabel(f"−{_estimator_label(df, 'logp_kind')} (nats)")
+    model = f": {df.model.iloc[0]}" if "model" in df and len(df) else ""
+    ax.set_title(f"Information content vs compressed size{model}", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
