@@ -174,7 +174,7 @@ def test_hd_threshold_job_on_an_edm_denoiser_scores_samples_correctly(tmp_path):
     over = ["experiment=hd_threshold", "model=edm", "model.event_shape=[1,4,4]"]
     over += ["model.path=tests.pretrained_helpers:GaussianDenoiser", "debug=smoke"]
     over += ["sampler.lambda_threshold=0", "sampler.first_stage=ode", "sampler.steps=20"]
-    over += ["likelihood.steps=40", "likelihood.divergence=exact"]
+    over += ["likelihood.steps=16", "likelihood.divergence=exact"]
     cfg = compose_cfg("sample", over, tmp_path / "edm")
     assert cfg.experiment_name == "hd_threshold__edm-tests.pretrained_helpers-GaussianDenoiser"
     tasks.sample(cfg)
