@@ -43,7 +43,7 @@ train-digits: $(STAMP) ## Train the small U-Net on sklearn digits (likelihood we
 sync-wandb: ## Upload offline wandb runs under outputs/ (needs a wandb account and WANDB_API_KEY)
 	@for d in $$(find outputs -type d -name "offline-run-*"); do $(VENV)/bin/wandb sync "$$d"; done
 
-fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures (~25 s) → outputs/figures/
+fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures, both r updates (~1 min) → outputs/figures/
 	$(PY) -m cartoonist.figure experiment=fig3_tracking $(ARGS)
 
 fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~15 s) → outputs/figures/
@@ -90,7 +90,7 @@ hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits or
 # Quick oracle figures first, then the trained models (once), then the figures that use them.
 FIGURES := fig3_tracking fig5_mode_tracking png_size hd_threshold fig-models fig4_r0_ode_elbo \
 	fig1_hd_samples
-figures: $(FIGURES) ## Every figure (≤ 20 min on 2 cores; reruns skip what is DONE)
+figures: $(FIGURES) ## Every figure (about 20 min on 2 idle cores, not yet timed in one run; reruns skip what is DONE)
 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/replot.py $*
