@@ -164,7 +164,7 @@ def _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record):
         return out + ((da.to(torch.float64),) if acc is not None else ())
 
     y0 = (x.to(torch.float64),) + ((acc.to(torch.float64),) if acc is not None else ())
-    ys = odeint(func, y0, ts, rtol=rtol, atol=atol, method=method, options=options)
+    ys = odeint(func, y0, ts.to(x.device), rtol=rtol, atol=atol, method=method, options=options)
     x_end = ys[0][-1].to(dtype)
     acc_end = ys[1][-1] if acc is not None else None
     check_state(x_end, ts.numel() - 2, float(ts[-1]))

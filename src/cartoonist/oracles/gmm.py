@@ -196,6 +196,26 @@ class GaussianMixture:
         new.schedule = schedule
         return new
 
+    def to(self, device=None, dtype=None) -> "GaussianMixture":
+        """The same mixture with its tensors on `device` and in `dtype` (e.g. "cuda").
+
+        Sampling still draws from CPU generators (the same numbers on every device) and moves
+        the draws; the schedule is shared.
+        """
+        new = object.__new__(GaussianMixture)
+        new.__dict__.update(self.__dict__)
+        new.dtype = dtype or self.dtype
+        for k in ("log_weights", "means", "U", "e", "tau2", "var"):
+            v = getattr(self, k)
+            if v is not None:
+                setattr(new, k, v.to(device=device, dtype=new.dtype))
+        return new
+
+    @property
+    def device(self) -> torch.device:
+        """Where the mixture's tensors live."""
+        return self.means.device
+
     @property
     def dim(self) -> int:
         """Data dimension D."""
@@ -309,7 +329,7 @@ class GaussianMixture:
         """Full Hessian ∇²log p_λ(x), [B, D, D] (small D only: D Hessian-vector products)."""
         xf, a2, s2 = self._prep(x, lam)
         p = self._parts(xf, a2, s2)
-        eye = torch.eye(self.dim, dtype=self.dtype)
+        eye = torch.eye(self.dim, dtype=self.dtype, device=xf.device)
         cols = [self._hvp(p, a2, s2, eye[i].expand_as(xf)) for i in range(self.dim)]
         return torch.stack(cols, dim=-1).to(x.dtype)
 
@@ -351,8 +371,10 @@ class GaussianMixture:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         """Exact samples x_0 ~ p_0, [n, *event_shape]."""
-        k = torch.multinomial(self.log_weights.exp(), n, replacement=True, generator=generator)
-        z = torch.randn(n, self.dim, dtype=self.dtype, generator=generator)
+        dev = self.device  # draws on the CPU (generator), then moved: the same on every device
+        w = self.log_weights.exp().cpu()
+        k = torch.multinomial(w, n, replacement=True, generator=generator).to(dev)
+        z = torch.randn(n, self.dim, dtype=self.dtype, generator=generator).to(dev)
         if self._diag:
             x = self.means[k] + self.var[k].sqrt() * z
         else:
@@ -362,11 +384,11 @@ class GaussianMixture:
 
     def sample_noised(self, n: int, lam, generator: torch.Generator | None = None) -> Tensor:
         """Exact samples x_λ ~ p_λ (x_0 ~ p_0, x_λ = α x_0 + σ ε), [n, *event_shape]."""
-        lam = torch.as_tensor(lam, dtype=self.dtype).expand(n)
+        lam = torch.as_tensor(lam, dtype=self.dtype, device=self.device).expand(n)
         a = self.schedule.alpha(lam).reshape(n, *[1] * len(self.event_shape))
         s = self.schedule.sigma(lam).reshape(a.shape)
         x0 = self.sample(n, generator)
-        eps = torch.randn(x0.shape, dtype=self.dtype, generator=generator)
+        eps = torch.randn(x0.shape, dtype=self.dtype, generator=generator).to(self.device)
         return a * x0 + s * eps
 
     def sample_posterior(self, x: Tensor, lam, generator: torch.Generator | None = None) -> Tensor:
@@ -378,10 +400,11 @@ class GaussianMixture:
         xf, a2, s2 = self._prep(x, lam)
         p = self._parts(xf, a2, s2)
         B = xf.shape[0]
-        k = torch.multinomial(p.resp, 1, generator=generator)[:, 0]
-        idx = torch.arange(B)
+        dev = xf.device
+        k = torch.multinomial(p.resp.cpu(), 1, generator=generator)[:, 0].to(dev)
+        idx = torch.arange(B, device=dev)
         A, v = p.A[idx, k], p.v[idx, k]
-        z = torch.randn(B, self.dim, dtype=self.dtype, generator=generator)
+        z = torch.randn(B, self.dim, dtype=self.dtype, generator=generator).to(dev)
         a = a2.sqrt()[:, None]
         if self._diag:
             var = self.var[k]
