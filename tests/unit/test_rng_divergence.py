@@ -86,6 +86,25 @@ def test_sample_noise_dtype_does_not_change_stream():
     assert torch.equal(d32, d64.float())
 
 
+def test_sample_noise_threads_do_not_change_stream():
+    """The pool that fills blocks for GPU runs gives the one-thread numbers, block after block."""
+    one = SampleNoise(4, range(7), dtype=DT, threads=1)
+    many = SampleNoise(4, range(7), dtype=DT, threads=3)
+    for _ in range(130):  # three blocks
+        assert torch.equal(many.normal((2, 3)), one.normal((2, 3)))
+    assert SampleNoise(4, [], threads=3).normal((2,)).shape == (0, 2)
+    with torch.inference_mode():  # a mode of the calling thread only: the pool must follow it
+        z = SampleNoise(4, range(7), dtype=DT, threads=3).normal((2, 3))
+    assert torch.equal(z, SampleNoise(4, range(7), dtype=DT).normal((2, 3)))
+
+
+def test_batch_noise_draws_on_its_generators_device():
+    g = torch.Generator("cpu").manual_seed(0)
+    z = cartoonist.BatchNoise(4, g, dtype=torch.float32).normal((3,))
+    ref = torch.randn((4, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert z.dtype == torch.float32 and torch.equal(z, ref.float())  # drawn in float64
+
+
 def test_sample_noise_statistics():
     z = _draws(0, range(4), n=2000, shape=(3,))  # 24000 draws
     assert abs(float(z.mean())) < 5 / math.sqrt(z.numel())

@@ -7,11 +7,15 @@ number of processes.
 
 Generators draw in fixed-size blocks of steps (not per step), which makes per-sample streams ~50×
 cheaper on CPU; the block size is a constant of the stream, so results still do not depend on the
-batch.
+batch. Draws are made on the CPU in float32, so they are also the same on every device; for a GPU
+run a block is filled by a thread pool (one stream per task) and moved in one copy, which keeps the
+CPU off the sampler's critical path (benchmarks/sampler_overhead.py --device cuda).
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol, Sequence
 
 import torch
@@ -21,6 +25,17 @@ __all__ = ["NoiseSource", "SampleNoise", "BatchNoise", "as_noise", "stream_seed"
 
 _MASK64 = (1 << 64) - 1
 _STREAMS = {"prior": 1, "brownian": 2, "probe": 3, "lambda": 4, "data": 5, "posterior": 6}
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The shared pool that fills noise blocks for non-CPU devices (torch.randn frees the GIL)."""
+    global _POOL
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
+    return _POOL
 
 
 def _splitmix64(z: int) -> int:
@@ -67,6 +82,9 @@ class SampleNoise:
         stream: a name ("prior", "brownian", "probe", "lambda", ...) separating independent uses.
         dtype, device: of the returned tensors.
         block: number of draws generated per refill (a constant of the stream, not of the batch).
+        threads: fill each block with this many threads (default: 1 on the CPU, where the
+            sampler's own ops use the cores; up to 8 for other devices). The numbers do not
+            depend on it.
     """
 
     def __init__(
@@ -77,27 +95,48 @@ class SampleNoise:
         dtype: torch.dtype = torch.float32,
         device=None,
         block: int = 64,
+        threads: int | None = None,
     ):
         ids = sample_ids.tolist() if isinstance(sample_ids, Tensor) else list(sample_ids)
         self.batch_size = len(ids)
         self.dtype, self.device, self.block = dtype, device, block
+        on_cpu = device is None or torch.device(device).type == "cpu"
+        self.threads = threads if threads is not None else (1 if on_cpu else 8)
         self._gens = [torch.Generator().manual_seed(stream_seed(seed, i, stream)) for i in ids]
         self._buf: dict[tuple, tuple[Tensor, int]] = {}
+
+    def _refill(self, key: tuple) -> Tensor:
+        """Every stream's next `block` draws of shape `key`: [B, block, *key] on self.device."""
+        shape = (self.block, *key)
+        B = len(self._gens)
+        # Generated in float32 on the CPU, so the stream is the same for every dtype and device.
+        if self.threads <= 1 or B < 2:
+            buf = torch.stack([torch.randn(shape, generator=g) for g in self._gens]) if B else None
+            buf = torch.empty((0, *shape)) if buf is None else buf
+        else:
+            buf = torch.empty((B, *shape))
+            chunks = [range(i, B, self.threads) for i in range(min(self.threads, B))]
+
+            inference = buf.is_inference()  # made under inference_mode, which is per thread
+
+            def fill(rows):
+                with torch.inference_mode(inference):
+                    for i in rows:
+                        torch.randn(shape, generator=self._gens[i], out=buf[i])
+
+            for f in [_pool().submit(fill, rows) for rows in chunks]:
+                f.result()
+        # One copy per block; each step then takes a slice where the sampler runs.
+        return buf.to(dtype=self.dtype, device=self.device)
 
     def normal(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh standard normal draw [B, *event_shape]."""
         key = tuple(int(s) for s in event_shape)
         buf, pos = self._buf.get(key, (None, self.block))
         if pos >= self.block:
-            # Generated in float32 on CPU, so the stream is the same for every dtype and device.
-            buf = (
-                torch.stack([torch.randn((self.block, *key), generator=g) for g in self._gens])
-                if self._gens
-                else torch.empty((0, self.block, *key))
-            )
-            pos = 0
+            buf, pos = self._refill(key), 0
         self._buf[key] = (buf, pos + 1)
-        return buf[:, pos].to(dtype=self.dtype, device=self.device)
+        return buf[:, pos]
 
     def rademacher(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh ±1 draw [B, *event_shape] (the sign of a normal draw)."""
@@ -110,7 +149,10 @@ class BatchNoise:
 
     Args:
         batch_size: B.
-        generator: a torch.Generator (CPU); None uses the global RNG.
+        generator: a torch.Generator; None uses the global (CPU) RNG. A CPU generator draws in
+            float64 (the same numbers for every dtype); a CUDA one, e.g.
+            `torch.Generator("cuda").manual_seed(0)`, draws in `dtype` on its device (no copies,
+            but its numbers are its device's own).
     """
 
     def __init__(
@@ -125,9 +167,11 @@ class BatchNoise:
 
     def normal(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh standard normal draw [B, *event_shape]."""
-        z = torch.randn(
-            (self.batch_size, *event_shape), generator=self.generator, dtype=torch.float64
-        )
+        shape = (self.batch_size, *event_shape)
+        g = self.generator
+        if g is not None and g.device.type != "cpu":
+            return torch.randn(shape, generator=g, dtype=self.dtype, device=g.device)
+        z = torch.randn(shape, generator=g, dtype=torch.float64)
         return z.to(dtype=self.dtype, device=self.device)
 
     def rademacher(self, event_shape: Sequence[int]) -> Tensor:
