@@ -43,20 +43,20 @@ train-digits: $(STAMP) ## Train the small U-Net on sklearn digits (likelihood we
 sync-wandb: ## Upload offline wandb runs under outputs/ (needs a wandb account and WANDB_API_KEY)
 	@for d in $$(find outputs -type d -name "offline-run-*"); do $(VENV)/bin/wandb sync "$$d"; done
 
-fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures, both r updates (~1 min) → outputs/figures/
+fig3_tracking: $(STAMP) ## Figure 3: Theorem 1 tracking on 1-D/2-D mixtures, both r updates (~25 s) → outputs/figures/
 	$(PY) -m cartoonist.figure experiment=fig3_tracking $(ARGS)
 
-fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~15 s) → outputs/figures/
+fig5_mode_tracking: $(STAMP) ## Figure 5: mode-tracking ODE vs Newton vs HD-ODE (~10 s) → outputs/figures/
 	$(PY) -m cartoonist.figure experiment=fig5_mode_tracking $(ARGS)
 
 # Fig. 1 needs the digits model of Fig. 4 unless ARGS names another model (model=… or ckpt_path=…).
 FIG1_NEEDS := $(if $(filter model=% ~model ckpt_path=%,$(ARGS)),,$(OUT)/train/fig4_digits_elbo/DONE)
-fig1_hd_samples: $(STAMP) $(FIG1_NEEDS) ## Fig. 1: HD modes vs posterior samples: faces/patches oracles + digits U-Net (~70 s)
+fig1_hd_samples: $(STAMP) $(FIG1_NEEDS) ## Fig. 1: HD modes vs posterior samples: faces/patches oracles + digits U-Net (~35 s)
 	$(PY) -m cartoonist.figure experiment=fig1_hd_samples $(ARGS)
 
 # ARGS="model=diffusers model.path=<folder> device=cuda" (or ckpt_path=... model=unet): that model's
 # samples, PF-ODE log p, outputs named png_size__<model>.
-png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle (or ARGS="model=..."), Spearman ρ (~30 s)
+png_size: $(STAMP) ## −log p vs PNG size of samples on the faces oracle (or ARGS="model=..."), Spearman ρ (~15 s)
 	$(PY) -m cartoonist.figure experiment=png_size $(ARGS)
 
 # The three trained models of Fig. 4 (Fig. 1 uses digits_elbo): <name> → training overrides.
@@ -68,10 +68,10 @@ FIG4_gmm2d_mlp := dataset=gmm2d model=mlp noise.weighting=elbo trainer.max_steps
 $(OUT)/train/fig4_%/DONE: | $(STAMP)
 	$(PY) -m cartoonist.train $(FIG4_$*) experiment_name=fig4 run_name=fig4_$* $(TRAIN_ARGS)
 
-fig-models: $(FIG4_MODELS:%=$(OUT)/train/fig4_%/DONE) ## Train the 3 small models of Figs. 4 and 1 once (~8 min; skipped when DONE)
+fig-models: $(FIG4_MODELS:%=$(OUT)/train/fig4_%/DONE) ## Train the 3 small models of Figs. 4 and 1 once (~3 min; skipped when DONE)
 
 FIG4_EVAL := "digits_elbo digits unet" "digits_sigmoid digits unet" "gmm2d_mlp gmm2d mlp"
-fig4_r0_ode_elbo: fig-models ## Fig. 4: r₀ vs PF-ODE vs ELBO of the 3 trained models (~4 min after fig-models)
+fig4_r0_ode_elbo: fig-models ## Fig. 4: r₀ vs PF-ODE vs ELBO of the 3 trained models (~2.5 min after fig-models)
 	@for spec in $(FIG4_EVAL); do set -- $$spec; \
 	  for lik in pf_ode elbo; do \
 	    $(PY) -m cartoonist.evaluate experiment=fig4_eval dataset=$$2 model=$$3 likelihood=$$lik \
@@ -82,7 +82,7 @@ fig4_r0_ode_elbo: fig-models ## Fig. 4: r₀ vs PF-ODE vs ELBO of the 3 trained 
 # ARGS go to both sweeps and the collector, e.g. "model=diffusers model.path=<folder> trainer=gpu"
 # (PF-ODE log p of every sample; outputs named hd_threshold__<model>); HD_ARGS to the HD sweep
 # only, e.g. HD_ARGS="sampler.lambda_threshold=-4,0,4".
-hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle or ARGS="model=...", ~2 min) → outputs/figures/
+hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits oracle or ARGS="model=...", ~35 s) → outputs/figures/
 	$(PY) -m cartoonist.sample experiment=hd_threshold_baseline $(ARGS)
 	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS) $(HD_ARGS)
 	$(PY) experiments/hd_threshold/plot.py $(ARGS)
@@ -90,7 +90,7 @@ hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits or
 # Quick oracle figures first, then the trained models (once), then the figures that use them.
 FIGURES := fig3_tracking fig5_mode_tracking png_size hd_threshold fig-models fig4_r0_ode_elbo \
 	fig1_hd_samples
-figures: $(FIGURES) ## Every figure (about 20 min on 2 idle cores, not yet timed in one run; reruns skip what is DONE)
+figures: $(FIGURES) ## Every figure (7.2 min measured on 2 idle cores; a rerun skips what is DONE: ~1 min)
 
 plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make plot-fig3_tracking)
 	$(PY) experiments/replot.py $*
@@ -112,6 +112,9 @@ bench: bench-deps $(OUT)/train/fig4_digits_elbo/DONE ## Every benchmark incl. ma
 bench-quick: bench-deps ## The benchmarks at small sizes (< 2 min) → outputs/bench/
 	@for b in $(BENCHES); do $(BENCH_ENV) $(PY) -m benchmarks.$$b --quick || exit 1; done
 
+gpu-check: $(STAMP) ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2 at GPU sizes (~3 min) → outputs/bench/*_cuda.json
+	CARTOONIST_BENCH_DIR=$(OUT)/bench PY=$(PY) bash benchmarks/gpu_check.sh
+
 test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)
 	$(PY) -m pytest -q -m "not slow"
 
@@ -129,6 +132,6 @@ clean-outputs: ## Delete outputs/ (asks first)
 	@read -p "delete everything under outputs/? [y/N] " a && [ "$$a" = y ] && rm -rf outputs/* || true
 
 
-.PHONY: bench bench-deps bench-quick
+.PHONY: bench bench-deps bench-quick gpu-check
 .PHONY: help install demo smoke fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold \
 	png_size fig4_r0_ode_elbo fig-models figures smoke-figures train-digits sync-wandb test test-slow test-all clean clean-outputs

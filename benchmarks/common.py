@@ -27,10 +27,20 @@ def parse(description: str) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (make bench-quick)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
+    p.add_argument("--device", default="cpu", help="torch device of the networks (e.g. cuda)")
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
+    a.device = torch.device(a.device)
+    if a.device.type == "cuda" and not torch.cuda.is_available():
+        sys.exit("--device cuda: no CUDA device is visible")
     return a
+
+
+def sync(device=None) -> None:
+    """Wait for queued CUDA work (a no-op on the CPU), so wall clocks measure the compute."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize(device)
 
 
 def environment(args) -> dict:
@@ -42,6 +52,8 @@ def environment(args) -> dict:
         "machine": platform.processor() or platform.machine(),
         "cpus": os.cpu_count(),
         "threads": torch.get_num_threads(),
+        "device": str(getattr(args, "device", "cpu")),
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
         "allocator": "tcmalloc" if "tcmalloc" in pre else "glibc malloc",
         "quick": bool(args.quick),
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -59,15 +71,20 @@ def stats(values: list[float]) -> dict:
 
 
 def paired_times(fns: dict, repeat: int = 5, warmup: int = 1) -> dict[str, list[float]]:
-    """Wall seconds of each callable, interleaved round by round after `warmup` rounds."""
+    """Wall seconds of each callable, interleaved round by round after `warmup` rounds.
+
+    On a GPU each call is followed by a synchronize, so it is timed to its last kernel.
+    """
     for _ in range(warmup):
         for f in fns.values():
             f()
+    sync()
     out = {k: [] for k in fns}
     for _ in range(repeat):
         for k, f in fns.items():
             t = time.perf_counter()
             f()
+            sync()
             out[k].append(time.perf_counter() - t)
     return out
 
@@ -78,7 +95,13 @@ def ratio_stats(num: list[float], den: list[float]) -> dict:
 
 
 def save(name: str, result: dict, args) -> Path:
-    """Write outputs/bench/<name>.json (with the environment) and return its path."""
+    """Write outputs/bench/<name>.json (with the environment) and return its path.
+
+    Runs on another device write <name>_<device type>.json (e.g. tracking_overhead_cuda.json).
+    """
+    device = getattr(args, "device", None)
+    if device is not None and device.type != "cpu":
+        name = f"{name}_{device.type}"
     OUT.mkdir(parents=True, exist_ok=True)
     result = {"benchmark": name, "environment": environment(args), **result}
     path = OUT / f"{name}.json"
@@ -109,17 +132,35 @@ def table(rows: list[dict], cols: list[str], title: str = "") -> None:
     sys.stdout.flush()
 
 
-def unet(event_shape=(1, 8, 8), channels=(32, 64, 64)):
+def unet(event_shape=(1, 8, 8), channels=(32, 64, 64), device="cpu"):
     """The small U-Net of the pipeline (random weights: timings do not depend on them)."""
     from cartoonist.models import UNet
 
     torch.manual_seed(0)
-    return UNet(event_shape=event_shape, channels=list(channels)).eval().requires_grad_(False)
+    net = UNet(event_shape=event_shape, channels=list(channels))
+    return net.eval().requires_grad_(False).to(device)
 
 
-def mlp(dim: int):
+def mlp(dim: int, device="cpu"):
     """The pipeline's residual MLP ε-predictor on flat data of `dim` dimensions."""
     from cartoonist.models import MLP
 
     torch.manual_seed(0)
-    return MLP(event_shape=(dim,)).eval().requires_grad_(False)
+    return MLP(event_shape=(dim,)).eval().requires_grad_(False).to(device)
+
+
+def gpu_cases(device) -> list[tuple]:
+    """The (name, network, event shape, batch) cases at GPU sizes.
+
+    CIFAR-size U-Nets, where the network dominates a step and a per-step host overhead shows.
+    """
+    return [
+        ("unet 3x32x32 ch 64-128-128", unet((3, 32, 32), (64, 128, 128), device), (3, 32, 32), 64),
+        (
+            "unet 3x32x32 ch 128-256-256",
+            unet((3, 32, 32), (128, 256, 256), device),
+            (3, 32, 32),
+            256,
+        ),
+        ("mlp D=64", mlp(64, device), (64,), 1024),
+    ]

@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import mlp, paired_times, parse, ratio_stats, save, stats, table, unet
+from benchmarks.common import (
+    gpu_cases,
+    mlp,
+    paired_times,
+    parse,
+    ratio_stats,
+    save,
+    stats,
+    table,
+    unet,
+)
 from cartoonist.diffusion import VP, hd_sample, sample_ode, sample_sde, score_from_eps
 
 
@@ -21,12 +31,14 @@ def main():
     if not args.quick:
         cases.append(("unet 1x28x28 (MNIST size)", unet((1, 28, 28)), (1, 28, 28), 16))
         cases.append(("mlp D=64", mlp(64), (64,), 256))
+    if args.device.type == "cuda":
+        cases = gpu_cases(args.device)
     steps, repeat = (8, 3) if args.quick else (32, 5)
     rows, out = [], {}
     for name, net, shape, batch in cases:
         score = score_from_eps(net, sch)
-        x = sch.sample_prior((batch, *shape), seed=0).float()
-        lam = torch.full((batch,), 0.5)
+        x = sch.sample_prior((batch, *shape), seed=0, device=args.device).float()
+        lam = torch.full((batch,), 0.5, device=args.device)
         samplers = {
             "sde (Thm 1 log p)": (lambda: sample_sde(score, sch, x, steps, seed=1), steps),
             "pf_ode heun (no log p)": (
@@ -38,6 +50,17 @@ def main():
                 steps,
             ),
         }
+        if args.device.type == "cuda":  # per-sample noise streams are drawn on the CPU (C5)
+            samplers["sde, one CPU generator"] = (
+                lambda: sample_sde(score, sch, x, steps, noise=torch.Generator().manual_seed(1)),
+                steps,
+            )
+            samplers["sde, one CUDA generator"] = (
+                lambda: sample_sde(
+                    score, sch, x, steps, noise=torch.Generator(x.device).manual_seed(1)
+                ),
+                steps,
+            )
         nfe_check = {k: f().nfe for k, (f, _) in samplers.items()}
         fns = {"forward": lambda: net(x, lam), **{k: f for k, (f, _) in samplers.items()}}
         with torch.inference_mode():

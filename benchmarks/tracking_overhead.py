@@ -9,7 +9,17 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.common import mlp, paired_times, parse, ratio_stats, save, stats, table, unet
+from benchmarks.common import (
+    gpu_cases,
+    mlp,
+    paired_times,
+    parse,
+    ratio_stats,
+    save,
+    stats,
+    table,
+    unet,
+)
 from cartoonist.diffusion import VP, sample_sde, score_from_eps
 
 
@@ -24,11 +34,13 @@ def main():
     if not args.quick:
         cases.insert(1, ("unet 1x28x28 (MNIST size)", unet((1, 28, 28)), (1, 28, 28), 16))
         cases.append(("mlp D=2", mlp(2), (2,), 1024))
+    if args.device.type == "cuda":
+        cases = gpu_cases(args.device)
     steps, repeat = (10, 5) if args.quick else (40, 7)
     rows, out = [], {}
     for name, net, shape, batch in cases:
         score = score_from_eps(net, sch)
-        x = sch.sample_prior((batch, *shape), seed=0).float()
+        x = sch.sample_prior((batch, *shape), seed=0, device=args.device).float()
 
         def run(track, scheme="corrected"):
             return lambda: sample_sde(

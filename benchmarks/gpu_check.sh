@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The GPU checks in one run (`make gpu-check`, or by hand on a CUDA machine):
+#   1. tests/gpu: every estimator on CUDA reproduces the CPU's numbers; train/evaluate with trainer=gpu;
+#   2. Q1 (tracking overhead) and Q2 (sampler overhead) at GPU sizes → <bench dir>/*_cuda.json.
+# Every step runs even if an earlier one fails; the exit status is that of the first failure.
+set -uo pipefail
+PY=${PY:-python3}
+export WANDB_MODE=disabled PYTHONUNBUFFERED=1
+status=0
+step() { echo "== $*"; "$@" || { rc=$?; echo "== FAILED ($rc): $*"; [ $status -ne 0 ] || status=$rc; }; }
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv
+step "$PY" -c "import torch, lightning; print('torch', torch.__version__, 'lightning', lightning.__version__, torch.cuda.get_device_name())"
+step "$PY" -m pytest -q -p no:cacheprovider tests/gpu
+step "$PY" -m benchmarks.tracking_overhead --device cuda
+step "$PY" -m benchmarks.sampler_overhead --device cuda
+exit $status
