@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install cartoonist with its dev extras
 
-demo: $(STAMP) ## The main job: Theorem 1 tracking + high-density samples on the digits oracle (~1 min)
+demo: $(STAMP) ## The main job: Theorem 1 tracking + high-density samples on the digits oracle (~10 s)
 	$(PY) -m cartoonist.demo $(ARGS)
 
 smoke: $(STAMP) ## train, sample and evaluate end to end with debug=smoke (seconds each)

@@ -3,13 +3,14 @@
 Each target runs as a subprocess with a fresh output root, `<bench dir>/e2e/<target>` (emptied
 first, so nothing is skipped as DONE; the rest of outputs/ is untouched; the figures it makes are
 kept there to read), and WANDB_MODE=disabled. The JSON is rewritten after every target, so an
-interrupted run keeps what it measured. `--quick` skips this
-benchmark (minutes, not seconds).
+interrupted run keeps what it measured; targets timed by an earlier run and not named this time
+are kept. `--quick` skips this benchmark (minutes, not seconds).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -33,6 +34,9 @@ def main():
         return
     torch.set_num_threads(args.threads)
     rows, out = [], {}
+    old = OUT / "end_to_end.json"
+    if old.exists():  # keep the targets an earlier run timed; those named now are re-measured
+        out = json.loads(old.read_text()).get("targets", {})
     for target in args.targets:
         root = OUT / "e2e" / target
         shutil.rmtree(root, ignore_errors=True)
