@@ -98,6 +98,22 @@ def test_sample_noise_threads_do_not_change_stream():
     assert torch.equal(z, SampleNoise(4, range(7), dtype=DT).normal((2, 3)))
 
 
+def test_sample_noise_prefetch_does_not_change_stream():
+    """Blocks prepared in the background give the synchronous numbers, also when a second shape
+    arrives while one is in flight (the generators are rewound)."""
+    plain = SampleNoise(6, range(5), dtype=DT)
+    ahead = SampleNoise(6, range(5), dtype=DT, threads=2, prefetch=True)
+    shapes = [(3,)] * 100 + [(2, 2)] * 3 + [(3,)] * 40 + [(2, 2)] * 70
+    for shape in shapes:  # a prefetched block, then (2, 2) arrives with the next in flight
+        assert torch.equal(ahead.normal(shape), plain.normal(shape))
+    assert ahead._next is None  # no more prefetching once two shapes are in use
+    with torch.inference_mode():
+        ahead = SampleNoise(6, range(5), dtype=DT, threads=2, prefetch=True)
+        z = torch.stack([ahead.normal((3,)) for _ in range(150)])
+    plain = SampleNoise(6, range(5), dtype=DT)
+    assert torch.equal(z, torch.stack([plain.normal((3,)) for _ in range(150)]))
+
+
 def test_batch_noise_draws_on_its_generators_device():
     g = torch.Generator("cpu").manual_seed(0)
     z = cartoonist.BatchNoise(4, g, dtype=torch.float32).normal((3,))

@@ -7,9 +7,10 @@ number of processes.
 
 Generators draw in fixed-size blocks of steps (not per step), which makes per-sample streams ~50×
 cheaper on CPU; the block size is a constant of the stream, so results still do not depend on the
-batch. Draws are made on the CPU in float32, so they are also the same on every device; for a GPU
-run a block is filled by a thread pool (one stream per task) and moved in one copy, which keeps the
-CPU off the sampler's critical path (benchmarks/sampler_overhead.py --device cuda).
+batch. Draws are made on the CPU in float32, so they are also the same on every device. For a GPU
+run a block is filled by a thread pool and moved in one copy, and the next block is prepared in the
+background while the current one is used, which keeps the CPU off the sampler's critical path
+(benchmarks/sampler_overhead.py --device cuda).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _STREAMS = {"prior": 1, "brownian": 2, "probe": 3, "lambda": 4, "data": 5, "post
 
 
 _POOL: ThreadPoolExecutor | None = None
+_AHEAD: ThreadPoolExecutor | None = None
 
 
 def _pool() -> ThreadPoolExecutor:
@@ -36,6 +38,14 @@ def _pool() -> ThreadPoolExecutor:
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
     return _POOL
+
+
+def _ahead() -> ThreadPoolExecutor:
+    """One background thread that prepares next blocks (it hands the filling to `_pool`)."""
+    global _AHEAD
+    if _AHEAD is None:
+        _AHEAD = ThreadPoolExecutor(max_workers=1)
+    return _AHEAD
 
 
 def _splitmix64(z: int) -> int:
@@ -85,6 +95,10 @@ class SampleNoise:
         threads: fill each block with this many threads (default: 1 on the CPU, where the
             sampler's own ops use the cores; up to 8 for other devices). The numbers do not
             depend on it.
+        prefetch: prepare the next block in the background once half of the current one is
+            used (default: on for non-CPU devices). Only while a single event shape is drawn:
+            if another shape comes first, the generators are rewound and the draws stay in the
+            synchronous order, so the numbers do not depend on it either.
     """
 
     def __init__(
@@ -96,14 +110,17 @@ class SampleNoise:
         device=None,
         block: int = 64,
         threads: int | None = None,
+        prefetch: bool | None = None,
     ):
         ids = sample_ids.tolist() if isinstance(sample_ids, Tensor) else list(sample_ids)
         self.batch_size = len(ids)
         self.dtype, self.device, self.block = dtype, device, block
         on_cpu = device is None or torch.device(device).type == "cpu"
         self.threads = threads if threads is not None else (1 if on_cpu else 8)
+        self.prefetch = (not on_cpu) if prefetch is None else prefetch
         self._gens = [torch.Generator().manual_seed(stream_seed(seed, i, stream)) for i in ids]
         self._buf: dict[tuple, tuple[Tensor, int]] = {}
+        self._next = None  # (key, Future of its next block, generator states before it)
 
     def _refill(self, key: tuple) -> Tensor:
         """Every stream's next `block` draws of shape `key`: [B, block, *key] on self.device."""
@@ -129,13 +146,28 @@ class SampleNoise:
         # One copy per block; each step then takes a slice where the sampler runs.
         return buf.to(dtype=self.dtype, device=self.device)
 
+    def _next_block(self, key: tuple) -> Tensor:
+        """The next block of `key`: the prefetched one if it is for `key`, else drawn now."""
+        if self._next is not None:
+            k, future, states = self._next
+            self._next = None
+            block = future.result()
+            if k == key:
+                return block
+            for g, state in zip(self._gens, states):  # another shape came first: rewind
+                g.set_state(state)
+        return self._refill(key)
+
     def normal(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh standard normal draw [B, *event_shape]."""
         key = tuple(int(s) for s in event_shape)
         buf, pos = self._buf.get(key, (None, self.block))
         if pos >= self.block:
-            buf, pos = self._refill(key), 0
+            buf, pos = self._next_block(key), 0
         self._buf[key] = (buf, pos + 1)
+        if self.prefetch and pos == self.block // 2 and len(self._buf) == 1 and not self._next:
+            states = [g.get_state() for g in self._gens]
+            self._next = (key, _ahead().submit(self._refill, key), states)
         return buf[:, pos]
 
     def rademacher(self, event_shape: Sequence[int]) -> Tensor:
