@@ -27,12 +27,13 @@ def main():
     """Run the benchmark and write its JSON."""
     args = parse(__doc__.splitlines()[0])
     sch = VP(-10.0, 10.0)
-    cases = [("unet 1x8x8 (digits)", unet((1, 8, 8)), (1, 8, 8), 64)]
-    if not args.quick:
-        cases.append(("unet 1x28x28 (MNIST size)", unet((1, 28, 28)), (1, 28, 28), 16))
-        cases.append(("mlp D=64", mlp(64), (64,), 256))
     if args.device.type == "cuda":
         cases = gpu_cases(args.device)
+    else:
+        cases = [("unet 1x8x8 (digits)", unet((1, 8, 8)), (1, 8, 8), 64)]
+        if not args.quick:
+            cases.append(("unet 1x28x28 (MNIST size)", unet((1, 28, 28)), (1, 28, 28), 16))
+            cases.append(("mlp D=64", mlp(64), (64,), 256))
     steps, repeat = (8, 3) if args.quick else (32, 5)
     rows, out = [], {}
     for name, net, shape, batch in cases:

@@ -27,15 +27,16 @@ def main():
     """Run the benchmark and write its JSON."""
     args = parse(__doc__.splitlines()[0])
     sch = VP(-10.0, 10.0)
-    cases = [
-        ("unet 1x8x8 (digits)", unet((1, 8, 8)), (1, 8, 8), 64),
-        ("mlp D=64", mlp(64), (64,), 256),
-    ]
-    if not args.quick:
-        cases.insert(1, ("unet 1x28x28 (MNIST size)", unet((1, 28, 28)), (1, 28, 28), 16))
-        cases.append(("mlp D=2", mlp(2), (2,), 1024))
     if args.device.type == "cuda":
         cases = gpu_cases(args.device)
+    else:
+        cases = [
+            ("unet 1x8x8 (digits)", unet((1, 8, 8)), (1, 8, 8), 64),
+            ("mlp D=64", mlp(64), (64,), 256),
+        ]
+        if not args.quick:
+            cases.insert(1, ("unet 1x28x28 (MNIST size)", unet((1, 28, 28)), (1, 28, 28), 16))
+            cases.append(("mlp D=2", mlp(2), (2,), 1024))
     steps, repeat = (10, 5) if args.quick else (40, 7)
     rows, out = [], {}
     for name, net, shape, batch in cases:
