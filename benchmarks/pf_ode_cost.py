@@ -102,7 +102,7 @@ def oracle_setup(quick: bool):
 def digits_setup(quick: bool):
     """The trained digits U-Net (VP, ε-prediction) if a checkpoint exists."""
     from cartoonist.data import Digits
-    from cartoonist.pipeline import load_denoiser
+    from cartoonist.models.checkpoint import load_denoiser
 
     for p in ("outputs/train/fig4_digits_elbo", "outputs/train/digits_unet_elbo"):
         ck = ROOT / p / "checkpoints" / "last.ckpt"

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cartoonist.figures.fig4 import summarise_fig4
+from cartoonist.figures.fig4_r0_ode_elbo import summarise_fig4
 from cartoonist.pipeline import log_figure_to_wandb, write_figure_outputs
 from cartoonist.plotting.figures import plot_fig4_r0_ode_elbo
 

@@ -5,10 +5,12 @@ Usage: python experiments/hd_threshold/plot.py [OVERRIDES...]  (or a single outp
 OVERRIDES are those given to the two sample sweeps (e.g. `model=diffusers model.path=...` or
 `paths.output_root=...`; sweep values such as `a,b` are ignored): composing the experiments with
 them gives the sweep directories (`<output_root>/sample/hd_threshold[_baseline]<model tag>`) and
-the figure's name, exactly as the runs had them. Each sample's log p is the exact one when every
+the figure's name, exactly as the runs had them; each job's sampler and its settings are read from
+the job's own summary.json. Each sample's log p is the exact one when every
 job has it (oracle), else the PF-ODE estimate (learned model); the figure and JSON say which.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,7 +20,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import OmegaConf
 
 from cartoonist.figures.hd_threshold import choose_estimator, summarise_hd_threshold
 from cartoonist.pipeline import CONF_DIR, log_figure_to_wandb, write_figure_outputs
@@ -49,11 +50,12 @@ def load(dirs: list[Path]):
         for job in sorted(sweep.glob("[0-9]*"), key=lambda p: int(p.name)):
             if not (job / "DONE").exists():
                 continue
-            cfg = OmegaConf.load(job / ".hydra" / "config.yaml")
-            target = cfg.sampler._target_.rsplit(".", 1)[-1]
-            method = {"hd_sample": "hd", "sample_sde": "sde", "sample_ode": "pf_ode"}[target]
-            stage = cfg.sampler.get("first_stage", "") if method == "hd" else ""
-            thr = float(cfg.sampler.get("lambda_threshold", float("nan")))
+            sampler = json.loads((job / "summary.json").read_text()).get("sampler")
+            if not sampler:
+                sys.exit(f"error: {job}/summary.json names no sampler: rerun `make hd_threshold`")
+            method = sampler["name"]  # the sampler= option the job ran: hd, sde or pf_ode
+            stage = sampler.get("first_stage", "") if method == "hd" else ""
+            thr = float(sampler.get("lambda_threshold", float("nan")))
             df = pd.read_csv(job / "per_sample.csv")
             tables[str(job)] = df.assign(method=method, first_stage=stage, lambda_threshold=thr)
             x = torch.load(job / "samples.pt", weights_only=True)["x"]

@@ -1,8 +1,9 @@
-"""`python -m cartoonist.sample`: the sample task (conf/sample.yaml, `cartoonist.tasks`)."""
+"""`python -m cartoonist.sample`: the sample task (conf/sample.yaml, `cartoonist.tasks.sample`)."""
 
-from cartoonist.pipeline import entry_point
+from cartoonist.pipeline.cli import entry_point
+from cartoonist.tasks.sample import run
 
-main = entry_point("sample")
+main = entry_point("sample", run)
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,9 @@
-"""`python -m cartoonist.train`: the train task (conf/train.yaml, `cartoonist.tasks`)."""
+"""`python -m cartoonist.train`: the train task (conf/train.yaml, `cartoonist.tasks.train`)."""
 
-from cartoonist.pipeline import entry_point
+from cartoonist.pipeline.cli import entry_point
+from cartoonist.tasks.train import run
 
-main = entry_point("train")
+main = entry_point("train", run)
 
 if __name__ == "__main__":
     main()

@@ -76,13 +76,24 @@ def test_primary_configs_and_smoke_debug_compose(task, tmp_path):
     "path", sorted((CONF_DIR / "experiment").glob("*.yaml")), ids=lambda p: p.stem
 )
 def test_experiments_compose(path, tmp_path):
-    task = "figure" if "figure_name:" in path.read_text() else "sample"
+    text = path.read_text()
+    task = (
+        "figure"
+        if "figure_name:" in text
+        else "train"
+        if "cartoonist.train" in text
+        else "evaluate"
+        if "cartoonist.evaluate" in text
+        else "sample"
+    )
     cfg = compose_cfg(task, [f"experiment={path.stem}"], tmp_path / "run")
     if cfg.get("ckpt_path"):  # a figure's trained model: any existing file passes validation
         Path(cfg.ckpt_path).parent.mkdir(parents=True)
         Path(cfg.ckpt_path).touch()
     validate(cfg, task)
     assert cfg.experiment_name != "adhoc" and isinstance(cfg.seed, int)
+    if task == "train":  # a recipe names its run, so make finds its DONE
+        assert cfg.run_name == path.stem.replace("fig4_r0_ode_elbo_train_", "fig4_")
 
 
 def test_submitit_slurm_launcher_composes(tmp_path):

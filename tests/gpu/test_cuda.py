@@ -197,7 +197,7 @@ def test_pipeline_train_then_evaluate_with_trainer_gpu(tmp_path):
     tr = tmp_path / "train"
     over = ["debug=smoke", "model=unet", "dataset=digits", f"trainer={TRAINER}"]
     over.append("trainer.max_steps=20")
-    s = tasks.train(compose_cfg("train", over, tr))
+    s = tasks.train.run(compose_cfg("train", over, tr))
     assert s["global_step"] == 20
     ckpt = tr / "checkpoints" / "last.ckpt"
     ev = [
@@ -212,7 +212,7 @@ def test_pipeline_train_then_evaluate_with_trainer_gpu(tmp_path):
     outs = {}  # with CARTOONIST_TEST_DEVICE=cpu both runs are trainer=cpu
     for dev in ("cpu", TRAINER):
         out = tmp_path / f"eval_{dev}"
-        tasks.evaluate(compose_cfg("evaluate", ev + [f"trainer={dev}"], out))
+        tasks.evaluate.run(compose_cfg("evaluate", ev + [f"trainer={dev}"], out))
         outs[dev] = _rows(out / "per_sample.csv")
     assert outs["cpu"].keys() == outs[TRAINER].keys() and outs["cpu"]
     for k, v in outs["cpu"].items():

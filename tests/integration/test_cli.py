@@ -27,7 +27,7 @@ def _csv(path: Path) -> list[dict]:
 @pytest.mark.parametrize("sampler", ["sde", "pf_ode", "heun", "mode_tracking"])
 def test_other_samplers_smoke(tmp_path, sampler):
     out = tmp_path / sampler
-    summary = tasks.sample(
+    summary = tasks.sample.run(
         compose_cfg("sample", ["debug=smoke", f"sampler={sampler}", "sampler.steps=20"], out)
     )
     assert summary["n"] == 8 and (out / "DONE").exists()
@@ -36,14 +36,14 @@ def test_other_samplers_smoke(tmp_path, sampler):
 def test_sample_smoke_writes_outputs_and_skips_when_done(tmp_path):
     out = tmp_path / "s"
     cfg = compose_cfg("sample", ["debug=smoke", "sampler=hd"], out)
-    summary = tasks.sample(cfg)
+    summary = tasks.sample.run(cfg)
     for name in ("per_sample.csv", "samples.pt", "grid.png", "summary.json", "DONE"):
         assert (out / name).exists(), name
     rows = _csv(out / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"exact"} and len(rows) == 8
     assert summary["n"] == 8
     mtime = (out / "per_sample.csv").stat().st_mtime
-    assert tasks.sample(cfg) == summary  # rerun: DONE → skipped
+    assert tasks.sample.run(cfg) == summary  # rerun: DONE → skipped
     assert (out / "per_sample.csv").stat().st_mtime == mtime
 
 
@@ -69,7 +69,7 @@ def test_evaluate_smoke(tmp_path, likelihood, source):
         ],
         out,
     )
-    summary = tasks.evaluate(cfg)
+    summary = tasks.evaluate.run(cfg)
     ests = {r["estimator"] for r in _csv(out / "per_sample.csv")}
     assert likelihood in ests
     assert f"logp_{likelihood}_mean" in summary and (out / "DONE").exists()
@@ -84,11 +84,11 @@ def test_train_smoke_then_resume(tmp_path):
         "trainer.max_steps=4",
         "callbacks.checkpoint.every_n_train_steps=2",
     ]
-    s1 = tasks.train(compose_cfg("train", over, out))
+    s1 = tasks.train.run(compose_cfg("train", over, out))
     assert s1["global_step"] == 4 and not s1["resumed"]
     assert (out / "checkpoints" / "last.ckpt").exists() and "val/bpd_elbo" in s1
     (out / "DONE").unlink()
-    s2 = tasks.train(compose_cfg("train", over[:-2] + ["trainer.max_steps=6"], out))
+    s2 = tasks.train.run(compose_cfg("train", over[:-2] + ["trainer.max_steps=6"], out))
     assert s2["resumed"] and s2["global_step"] == 6
     # The trained checkpoint loads (weights_only) and samples.
     so = tmp_path / "from_ckpt"
@@ -102,7 +102,7 @@ def test_train_smoke_then_resume(tmp_path):
         ],
         so,
     )
-    assert tasks.sample(cfg)["n"] == 8
+    assert tasks.sample.run(cfg)["n"] == 8
 
 
 BAD = [
@@ -211,7 +211,7 @@ def test_ddp_evaluate_matches_single_process(tmp_path):
 
 
 def test_demo_runs_small(tmp_path):
-    from cartoonist.demo import run_demo
+    from cartoonist.tasks.demo import run as run_demo
 
     out = tmp_path / "demo"
     cfg = compose_cfg(
@@ -276,7 +276,7 @@ def smoke_root(tmp_path_factory):
         "noise.weighting=elbo",
         "callbacks.checkpoint.every_n_train_steps=4",
     ]
-    tasks.train(compose_cfg("train", over, root / "train" / "fig4_digits_elbo"))
+    tasks.train.run(compose_cfg("train", over, root / "train" / "fig4_digits_elbo"))
     assert (root / "train" / "fig4_digits_elbo" / "checkpoints" / "last.ckpt").exists()
     return root
 
@@ -335,7 +335,7 @@ def test_figure_at_debug_smoke_and_replot(smoke_root, name):
     out = smoke_root / f"figure_{name}"  # the run dir; its parent is the output root
     cfg = compose_cfg("figure", [f"experiment={name}", "debug=smoke"], out)
     assert cfg.smoke and cfg.paths.figures_dir == str(smoke_root / "figures")
-    tasks.figure(cfg)
+    tasks.figure.run(cfg)
     figs = smoke_root / "figures"
     for ext in ("png", "pdf", "csv", "json"):
         assert (figs / f"{name}.{ext}").exists(), ext
@@ -379,12 +379,12 @@ def test_figure_without_learned_part_rejects_a_model(smoke_root, tmp_path):
     over = ["experiment=fig3_tracking", "debug=smoke", "dataset=digits", "model=unet"]
     cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "f")
     with pytest.raises(ConfigError, match="no learned-model part"):
-        tasks.figure(cfg)
+        tasks.figure.run(cfg)
     # A model that cannot score the dataset's images (RGB patches, a grey U-Net): one line.
     over = ["experiment=fig1_hd_samples", "debug=smoke", "dataset=patches"]
     cfg = compose_cfg("figure", over + [f"ckpt_path={ckpt}"], tmp_path / "g")
     with pytest.raises(ConfigError, match=r"cannot score dataset=patches images of shape \(3, "):
-        tasks.figure(cfg)
+        tasks.figure.run(cfg)
 
 
 def test_hd_threshold_and_png_size_on_our_checkpoint(smoke_root, tmp_path):
@@ -398,14 +398,14 @@ def test_hd_threshold_and_png_size_on_our_checkpoint(smoke_root, tmp_path):
     over += ["sampler.lambda_threshold=0", "sampler.first_stage=ode"]
     cfg = compose_cfg("sample", over + learned, tmp_path / "hd")
     assert cfg.experiment_name == "hd_threshold__ckpt-fig4_digits_elbo"
-    summary = tasks.sample(cfg)
+    summary = tasks.sample.run(cfg)
     rows = _csv(tmp_path / "hd" / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"pf_ode"} and len(rows) == 8
     assert math.isfinite(summary["logp_pf_ode_mean"]) and math.isfinite(summary["bpd_pf_ode_mean"])
     over = ["experiment=png_size", "debug=smoke", "compute_smoke.n=4", "compute_smoke.steps=6"]
     over += ["compute_smoke.ode_steps=3"]
     cfg = compose_cfg("figure", over + learned, tmp_path / "figure" / "png")
-    tasks.figure(cfg)
+    tasks.figure.run(cfg)
     m = json.loads((Path(cfg.paths.figures_dir) / f"{cfg.figure_name}.json").read_text())
     assert cfg.figure_name == "png_size__ckpt-fig4_digits_elbo"
     assert m["logp_estimator"] == "pf_ode" and m["n"] == 8 and _finite(m)
@@ -418,11 +418,11 @@ def test_fig4_pipeline_small(tmp_path):
 
     root = tmp_path / "outputs"
     train_over = ["debug=smoke", "dataset=gmm2d", "model=mlp"]
-    tasks.train(compose_cfg("train", train_over, root / "train" / "fig4_toy"))
+    tasks.train.run(compose_cfg("train", train_over, root / "train" / "fig4_toy"))
     ckpt = root / "train" / "fig4_toy" / "checkpoints" / "last.ckpt"
     for lik, extra in (("pf_ode", ["likelihood.steps=10"]), ("elbo", ["likelihood.n_lambda=8"])):
         over = [
-            "experiment=fig4_eval",
+            "experiment=fig4_r0_ode_elbo",
             "dataset=gmm2d",
             "model=mlp",
             f"likelihood={lik}",
@@ -430,7 +430,7 @@ def test_fig4_pipeline_small(tmp_path):
             "debug=smoke",
             "sde_steps=50",
         ] + extra
-        tasks.evaluate(compose_cfg("evaluate", over, root / "evaluate" / f"fig4_toy__{lik}"))
+        tasks.evaluate.run(compose_cfg("evaluate", over, root / "evaluate" / f"fig4_toy__{lik}"))
     r = subprocess.run(
         [sys.executable, "experiments/fig4_r0_ode_elbo/plot.py", str(root)],
         capture_output=True,

@@ -49,7 +49,7 @@ def test_sample_scores_each_sample_with_the_likelihood_group(tmp_path):
     """
     over = ["debug=smoke", "sampler.steps=30", "likelihood=pf_ode", "likelihood.steps=40"]
     over += ["likelihood.divergence=exact"]
-    summary = tasks.sample(compose_cfg("sample", over, tmp_path / "s"))
+    summary = tasks.sample.run(compose_cfg("sample", over, tmp_path / "s"))
     rows = _csv(tmp_path / "s" / "per_sample.csv")
     by = {(r["estimator"], r["sample_id"]): r for r in rows}
     assert {r["estimator"] for r in rows} == {"tracked", "exact", "pf_ode"}
@@ -65,12 +65,12 @@ def _sample_cli(args: list[str], monkeypatch) -> None:
     than a subprocess, which mostly imports torch, Lightning and diffusers)."""
     import logging
 
-    from cartoonist.pipeline import entry_point
+    from cartoonist.sample import main
 
     monkeypatch.setattr(sys, "argv", ["sample"] + args)
     handlers = list(logging.getLogger().handlers)
     try:
-        entry_point("sample")()
+        main()
     finally:  # Hydra configured logging for its jobs: give the other tests theirs back
         logging.getLogger().handlers = handlers
 
@@ -122,7 +122,7 @@ def test_png_size_on_a_pretrained_model(folder, tmp_path):
     over += ["compute.batch_size=3"]  # two batches: 3 + 1
     cfg = compose_cfg("figure", over, tmp_path / "figure" / "png")
     assert cfg.figure_name == f"png_size__diffusers-{folder.name}"
-    tasks.figure(cfg)
+    tasks.figure.run(cfg)
     figs = Path(cfg.paths.figures_dir)
     m = json.loads((figs / f"{cfg.figure_name}.json").read_text())
     assert m["logp_estimator"] == "pf_ode" and m["n"] == 8 and _finite_numbers(m)
@@ -159,7 +159,7 @@ def test_fig1_without_images_for_the_learned_part_fails_in_one_line(folder, tmp_
     over = ["experiment=fig1_hd_samples", "debug=smoke", "model=diffusers", f"model.path={folder}"]
     cfg = compose_cfg("figure", over + ["dataset=none"], tmp_path / "figure" / "f1")
     with pytest.raises(ConfigError, match="noises images") as e:
-        tasks.figure(cfg)
+        tasks.figure.run(cfg)
     assert len(str(e.value).splitlines()) == 1 and not (tmp_path / "figures").exists()
 
 
@@ -177,7 +177,7 @@ def test_hd_threshold_job_on_an_edm_denoiser_scores_samples_correctly(tmp_path):
     over += ["likelihood.steps=16", "likelihood.divergence=exact"]
     cfg = compose_cfg("sample", over, tmp_path / "edm")
     assert cfg.experiment_name == "hd_threshold__edm-tests.pretrained_helpers-GaussianDenoiser"
-    tasks.sample(cfg)
+    tasks.sample.run(cfg)
     rows = _csv(tmp_path / "edm" / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"pf_ode"} and len(rows) == 8
     x = torch.load(tmp_path / "edm" / "samples.pt", weights_only=True)["x"].double()

@@ -107,7 +107,7 @@ def test_error_while_loading_exits_2_in_one_line(folder, tmp_path, monkeypatch, 
     import logging
     import shutil
 
-    from cartoonist.pipeline import entry_point
+    from cartoonist.sample import main
 
     bad = tmp_path / "wrong"
     shutil.copytree(folder, bad)
@@ -118,7 +118,7 @@ def test_error_while_loading_exits_2_in_one_line(folder, tmp_path, monkeypatch, 
     handlers = list(logging.getLogger().handlers)
     try:
         with pytest.raises(SystemExit) as e:
-            entry_point("sample")()
+            main()
     finally:  # Hydra configured logging for the job: give the other tests theirs back
         logging.getLogger().handlers = handlers
     err = capsys.readouterr().err.strip().splitlines()
@@ -140,7 +140,7 @@ def test_evaluate_on_an_image_folder(folder, tmp_path):
     over = ["model=diffusers", f"model.path={folder}", "dataset=image_folder"]
     over += [f"dataset.source.path={imgs}", "dataset.source.size=8", "source=dataset"]
     over += ["likelihood=elbo", "likelihood.n_lambda=4", "n_samples=2", "batch_size=2"]
-    summary = tasks.evaluate(compose_cfg("evaluate", over + ["logger=csv"], out))
+    summary = tasks.evaluate.run(compose_cfg("evaluate", over + ["logger=csv"], out))
     rows = _csv(out / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"elbo"} and summary["n"] == 2
     assert math.isfinite(summary["bpd_elbo_mean"])
@@ -149,13 +149,13 @@ def test_evaluate_on_an_image_folder(folder, tmp_path):
             o if not o.startswith("dataset.source.size") else "dataset.source.size=16"
             for o in over
         ]
-        tasks.evaluate(compose_cfg("evaluate", bad + ["logger=csv"], tmp_path / "bad"))
+        tasks.evaluate.run(compose_cfg("evaluate", bad + ["logger=csv"], tmp_path / "bad"))
 
 
 def test_edm_denoiser_samples_in_process(tmp_path):
     over = ["model=edm", "model.path=tests.pretrained_helpers:GaussianDenoiser"]
     over += ["model.event_shape=[1,4,4]", "sampler=sde", "sampler.steps=20", "logger=csv"]
-    summary = tasks.sample(compose_cfg("sample", over + ["n_samples=4"], tmp_path / "edm"))
+    summary = tasks.sample.run(compose_cfg("sample", over + ["n_samples=4"], tmp_path / "edm"))
     assert summary["n"] == 4 and math.isfinite(summary["logp_tracked_mean"])
 
 
@@ -203,7 +203,7 @@ def test_pickle_refused_without_allow_pickle_and_threshold_checked(folder, tmp_p
         "sampler.lambda_threshold=9.5",
     ]
     with pytest.raises(ConfigError, match="trained log-SNR range"):
-        tasks.sample(compose_cfg("sample", over + ["logger=csv"], tmp_path / "thr"))
+        tasks.sample.run(compose_cfg("sample", over + ["logger=csv"], tmp_path / "thr"))
 
 
 @pytest.mark.slow

@@ -3,7 +3,7 @@
 import pandas as pd
 import pytest
 
-from cartoonist.figures.fig4 import summarise_fig4
+from cartoonist.figures.fig4_r0_ode_elbo import summarise_fig4
 
 
 def test_summary_on_constructed_table():

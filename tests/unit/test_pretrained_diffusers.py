@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from cartoonist import VE, VP, score_from_eps
-from cartoonist.models.pretrained import DiscreteTimeMap
+from cartoonist.models.diffusers import DiffusersModel
+from cartoonist.models.diffusers_adapters import DiscreteTimeMap
 from cartoonist.pipeline import ConfigError
-from cartoonist.pretrained import DiffusersModel
 from tests.pretrained_helpers import save_tiny_diffusers
 
 diffusers = pytest.importorskip("diffusers")

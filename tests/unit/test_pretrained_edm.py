@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from cartoonist import EDM, VP, GaussianMixture, ode_log_prob
-from cartoonist.models.pretrained import EDMScore
-from cartoonist.pipeline import ConfigError, load_denoiser
-from cartoonist.pretrained import EDMDenoiser
+from cartoonist.errors import ConfigError
+from cartoonist.models.adapters import EDMScore
+from cartoonist.models.checkpoint import load_denoiser
+from cartoonist.models.edm import EDMDenoiser
 from tests.pretrained_helpers import GaussianDenoiser
 
 DT = torch.float64

@@ -7,9 +7,9 @@ from dataclasses import dataclass, field
 import torch
 
 from cartoonist.diffusion import VP
-from cartoonist.oracles import GaussianMixture
+from cartoonist.oracles import GaussianMixture, fit_mppca
 
-__all__ = ["FigureData", "toy_mixture"]
+__all__ = ["FigureData", "toy_mixture", "fit_image_oracle"]
 
 
 @dataclass
@@ -41,3 +41,19 @@ def toy_mixture(dim: int, lambda_min: float = -8.0, lambda_max: float = 8.0) -> 
         torch.tensor(var, dtype=f64),
         schedule=VP(lambda_min, lambda_max),
     )
+
+
+def fit_image_oracle(
+    source,
+    components: int,
+    rank: int,
+    iters: int,
+    seed: int,
+    lambda_min: float = -10.0,
+    lambda_max: float = 10.0,
+):
+    """A mixture of PPCA fitted to an image source: an exact diffusion model of those images."""
+    data = source.load()
+    return fit_mppca(
+        data, components, rank, iters=iters, seed=seed, schedule=VP(lambda_min, lambda_max)
+    ), data

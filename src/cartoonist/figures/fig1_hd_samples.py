@@ -19,9 +19,8 @@ import torch
 from torch import Tensor
 
 from cartoonist.diffusion import Schedule, hd_ode, ode_log_prob, posterior_mean, sample_sde
-from cartoonist.figures.common import FigureData
-from cartoonist.figures.oracle_images import fit_image_oracle
-from cartoonist.pipeline import ConfigError
+from cartoonist.errors import ConfigError
+from cartoonist.figures.common import FigureData, fit_image_oracle
 
 __all__ = ["LearnedModel", "fig1_hd_samples", "learned_columns", "learned_log_prob"]
 

@@ -13,16 +13,11 @@ from typing import Mapping
 import pandas as pd
 
 from cartoonist.figures.common import FigureData
+from cartoonist.plotting.labels import ESTIMATORS
 
 __all__ = ["ESTIMATORS", "choose_estimator", "summarise_hd_threshold"]
 
 BASELINE = {"ode": "pf_ode", "sde": "sde"}
-# The estimators a figure may compare samples with, best first, and their labels.
-ESTIMATORS = {
-    "exact": "exact log p",
-    "pf_ode": "PF-ODE log p (estimate)",
-    "elbo": "ELBO (lower bound on log p)",
-}
 
 
 def choose_estimator(available: Mapping[str, set[str]]) -> str:

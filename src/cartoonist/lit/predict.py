@@ -1,4 +1,4 @@
-"""Per-sample jobs (sampling, likelihoods) run through `Trainer.predict` over sample ids.
+"""Running per-sample jobs (`lit.jobs`) through `Trainer.predict`: ids in, merged parts out.
 
 Under `trainer=ddp` Lightning splits the ids across processes; every sample's noise is keyed by
 (seed, sample_id), so the numbers equal a one-process run. Each rank writes its part; rank 0
@@ -8,42 +8,13 @@ merges.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
 
-import lightning as L
 import torch
 from lightning.pytorch.callbacks import BasePredictionWriter
-from torch import Tensor, nn
+from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
-__all__ = ["PredictJob", "PartWriter", "id_loader", "merge_parts"]
-
-
-class PredictJob(L.LightningModule):
-    """Wraps `job(ids [B], device) -> dict of per-sample tensors [B, ...]` as a predict step.
-
-    Args:
-        job: the per-sample computation (must key all its randomness by sample id); it computes
-            on `device` and may return tensors on any device (they are moved to the CPU).
-        net: the network behind the job's score function, if any. As a submodule it is moved to
-            the trainer's device (trainer=gpu), and the job runs there; without one (exact
-            oracles, float64 on the CPU) the job runs on the CPU.
-    """
-
-    def __init__(self, job: Callable[[Tensor, torch.device], dict], net: nn.Module | None = None):
-        super().__init__()
-        self.job = job
-        self.net = net
-
-    def predict_step(self, batch, batch_idx: int) -> dict:
-        """Run the job on one batch of sample ids."""
-        (ids,) = batch
-        device = self.device if self.net is not None else torch.device("cpu")
-        with torch.inference_mode(False), torch.enable_grad():  # JVP-based estimators need grad
-            out = self.job(ids.cpu(), device)
-        out = {k: v.cpu() if isinstance(v, Tensor) else v for k, v in out.items()}
-        out["sample_id"] = ids.cpu()
-        return out
+__all__ = ["PartWriter", "id_loader", "merge_parts"]
 
 
 def id_loader(n: int, batch_size: int) -> DataLoader:

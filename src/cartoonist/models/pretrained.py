@@ -1,401 +1,94 @@
-"""Score functions of pretrained networks in log-SNR time λ (pure torch; loading is elsewhere).
+"""Pretrained models from local files, never the network: `model=diffusers` and `model=edm`.
 
-Three kinds of network become a score `s(x [B, *event_shape], λ [B]) = ∇_x log p_λ(x)` in our
-variance-preserving (or variance-exploding) x-space, data in [−1, 1]:
+The config objects `DiffusersModel` (`models/diffusers.py`) and `EDMDenoiser` (`models/edm.py`)
+are what Hydra builds from `conf/model/{diffusers,edm}.yaml`; both subclass `PretrainedModel`
+here. Each has
 
-* `DiscreteUNetScore`: a discrete-time VP model (DDPM/DDIM, Ho et al. 2020) trained at N integer
-  timesteps n with x_n = √ᾱ_n x_0 + √(1 − ᾱ_n) ε and an ε-, v- or x_0-prediction output.
-  Its log-SNR is λ_n = log(ᾱ_n / (1 − ᾱ_n)). Our VP schedule has α² = sigmoid(λ), and
-  sigmoid(λ_n) = ᾱ_n exactly, so x_n is the VP state at λ_n with no rescaling.
-  A λ between two trained steps is fed as a fractional timestep (`DiscreteTimeMap`).
-* `SigmaUNetScore`: a VE model trained on continuous σ (score-SDE NCSN++, Song et al. 2021) that
-  outputs the score of y = x_0 + σ ε itself, with data y in an arbitrary range [lo, hi].
-* `EDMScore`: an EDM-style denoiser D(y, σ, class_labels) ≈ E[x_0 | y = x_0 + σ ε]
-  (Karras et al. 2022).
+* `check()`: cheap structural checks (files exist, JSON parses, values are sane), run by
+  `cartoonist.pipeline.validate` before anything is created or computed; raises a one-line
+  `ConfigError` naming `model.path`;
+* `load()`: the network as a `cartoonist.models.adapters.ScoreModule` (score in log-SNR time,
+  the trained λ range as its schedule, `event_shape` and `log_jacobian`).
 
-Every adapter is an `nn.Module`, so Lightning moves its weights to the trainer's device, and
-carries `schedule` (restricted to the λ range the network was trained on), `event_shape` and
-`log_jacobian` (D log|a| of the 8-bit pixel → [−1, 1] map, for bits/dim). The networks are given
-as modules or plain callables; nothing here imports diffusers.
+Image conventions: model space is [−1, 1] with 8-bit pixels k ↦ x = 2(k + ½)/256 − 1, so
+`log_jacobian = D log(2/256)` and bits/dim are on 8-bit pixels, as for our image data sets
+(`cartoonist.data.sources`). `diffusers` is an optional extra:
+`pip install 'cartoonist[diffusers]'`.
 """
 
 from __future__ import annotations
 
-import contextlib
+import abc
+import json
 import math
-from typing import Callable, Sequence
+from pathlib import Path
 
-import torch
-from torch import Tensor, nn
+from cartoonist.data.sources import PIXEL_SCALE
+from cartoonist.errors import ConfigError
+from cartoonist.models.adapters import ScoreModule
 
-from cartoonist.diffusion.schedules import VE, VP, Schedule
-from cartoonist.diffusion.score import lam_batch, score_from_eps, score_from_v, score_from_x0
-
-__all__ = [
-    "ScoreModule",
-    "NetScore",
-    "DiscreteTimeMap",
-    "DiscreteUNetScore",
-    "SigmaUNetScore",
-    "EDMScore",
-    "class_label_tensor",
-]
-
-PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+__all__ = ["PretrainedModel", "pixel_log_jacobian"]
 
 
-def _lam(lam, x: Tensor) -> Tensor:
-    """λ as a [B] float64 tensor on x's device (samplers may pass a float or a CPU tensor)."""
-    lam = torch.as_tensor(lam, dtype=torch.float64).to(x.device)
-    if lam.dim() == 0:
-        lam = lam.expand(x.shape[0])
-    if lam.shape != (x.shape[0],):
-        raise ValueError(f"lam must be a scalar or have shape [{x.shape[0]}], got {lam.shape}")
-    return lam
+def pixel_log_jacobian(event_shape) -> float:
+    """D log(2/256), nats: the 8-bit pixel → [−1, 1] map's log-Jacobian (for bits/dim)."""
+    return math.prod(event_shape) * math.log(PIXEL_SCALE)
 
 
-def _bc(v: Tensor, x: Tensor) -> Tensor:
-    """[B] → [B, 1, …, 1] in x's dtype and device."""
-    return v.reshape(v.shape + (1,) * (x.dim() - 1)).to(dtype=x.dtype, device=x.device)
+def _root_cause(e: BaseException) -> str:
+    """First line of the innermost exception of a chain (the actual reason, e.g. a bad header)."""
+    while (e.__cause__ or e.__context__) is not None:
+        e = e.__cause__ or e.__context__
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
-class ScoreModule(nn.Module):
-    """Base of the network-backed score functions: `forward(x, lam) -> ∇_x log p_λ(x)`.
-
-    Subclasses set `self._score`, a score function built with a converter of
-    `cartoonist.diffusion.score`.
-
-    Args:
-        schedule: the schedule the network was trained with, on its trained λ range.
-        event_shape: shape of one example, e.g. (3, 32, 32).
-        log_jacobian: D log|a| (nats) of the pixel → model-space map, for bits/dim.
-    """
-
-    def __init__(self, schedule: Schedule, event_shape: Sequence[int], log_jacobian: float):
-        super().__init__()
-        self.schedule = schedule
-        self.event_shape = tuple(int(s) for s in event_shape)
-        self.log_jacobian = float(log_jacobian)
-        self._score: Callable[[Tensor, Tensor], Tensor] | None = None
-
-    def forward(self, x: Tensor, lam) -> Tensor:
-        """Score ∇_x log p_λ(x), [B, *event_shape] in x's dtype."""
-        if tuple(x.shape[1:]) != self.event_shape:
-            raise ValueError(
-                f"the model takes examples of shape {self.event_shape}, got {tuple(x.shape[1:])}"
-            )
-        return self._score(x, _lam(lam, x))
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ConfigError(f"model.path: {what} {path} is unreadable: {_root_cause(e)}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"model.path: {what} {path} is not a JSON object")
+    return data
 
 
-class NetScore(ScoreModule):
-    """One of our own ε-prediction networks net(x, λ) as a score module (s = −ε̂/σ).
-
-    Args:
-        net: ε-prediction module (x [B, ...], lam [B]) -> [B, ...].
-        schedule, event_shape, log_jacobian: see `ScoreModule`.
-    """
-
-    def __init__(self, net: nn.Module, schedule: Schedule, event_shape, log_jacobian: float):
-        super().__init__(schedule, event_shape, log_jacobian)
-        self.net = net
-        self._score = score_from_eps(self.net, schedule)
-
-    def forward(self, x: Tensor, lam) -> Tensor:
-        """Score with λ in x's dtype, as the network was trained (numerics of `score_from_eps`)."""
-        return self._score(x, lam_batch(lam, x))
-
-
-# -- discrete-time VP models (DDPM / DDIM) -------------------------------------------------------
-class DiscreteTimeMap(nn.Module):
-    """Log-SNR λ ↔ timestep of a discrete-time VP model trained on ᾱ_0 > … > ᾱ_{N−1}.
-
-    λ_n = log ᾱ_n − log(1 − ᾱ_n) is strictly decreasing in n. A query λ ∈ [λ_{N−1}, λ_0] maps to
-    the fractional timestep t obtained by interpolating n linearly in λ between the two trained
-    steps around it: t = n + (λ_n − λ) / (λ_n − λ_{n+1}). The map is exact at every trained step
-    (t(λ_n) = n), continuous and strictly decreasing in between.
-
-    The network was only trained at integer n, so feeding a fractional t relies on its (smooth,
-    sinusoidal) time embedding to interpolate. Piecewise-linear interpolation in λ is one choice
-    among several (linear in log ᾱ, in β, ...); they agree at the trained steps and differ between
-    them by a fraction of one step's λ increment (λ_n − λ_{n+1} ≈ 0.005–0.2 nats for the linear
-    1000-step DDPM schedule). README "Pretrained models" gives the measured effect on the score.
-    A zero-SNR final step (ᾱ_{N−1} = 0, λ = −∞) is dropped, so λ_min is finite.
-
-    Args:
-        alphas_cumprod: [N] the scheduler's ᾱ_n (as it was used in training), N ≥ 2.
-
-    Attributes:
-        lambdas: [M] float64 λ_n of the trained steps kept (M = N, or N − 1 for zero terminal SNR).
-        lambda_min, lambda_max: λ_{M−1} and λ_0, the trained range.
-    """
-
-    def __init__(self, alphas_cumprod):
-        super().__init__()
-        a = torch.as_tensor(alphas_cumprod).detach().to(torch.float64).reshape(-1).cpu()
-        if a.numel() < 2:
-            raise ValueError(f"need at least 2 timesteps, got {a.numel()}")
-        if not bool(((a >= 0) & (a < 1)).all()):
-            raise ValueError("alphas_cumprod must lie in [0, 1): a step with ᾱ = 1 has no noise")
-        if float(a[-1]) == 0.0:  # zero terminal SNR (Lin et al. 2024): λ = −∞, drop it
-            a = a[:-1]
-        if not bool((a > 0).all()) or a.numel() < 2:
-            raise ValueError("alphas_cumprod must be positive (except a zero-SNR last step)")
-        lam = torch.log(a) - torch.log1p(-a)
-        if not bool((lam[1:] < lam[:-1]).all()):
-            raise ValueError("alphas_cumprod must be strictly decreasing in the timestep")
-        self.register_buffer("lambdas", lam)
-        self.lambda_min, self.lambda_max = float(lam[-1]), float(lam[0])
-
-    @property
-    def num_steps(self) -> int:
-        """Number of trained steps kept, M."""
-        return self.lambdas.numel()
-
-    def timestep(self, lam: Tensor) -> Tensor:
-        """Fractional timestep t(λ) ∈ [0, M − 1] (float64, λ's shape); λ clamped to the range."""
-        lam_inc = self.lambdas.flip(0)  # increasing; index m ↔ timestep M − 1 − m
-        lam = lam.to(device=lam_inc.device, dtype=torch.float64).clamp(
-            self.lambda_min, self.lambda_max
+def _event_shape(value, key: str = "model.event_shape") -> tuple[int, ...]:
+    shape = tuple(value) if isinstance(value, (list, tuple)) else ()
+    if not shape or not all(
+        isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape
+    ):
+        raise ConfigError(
+            f"{key} must be a list of positive integers (e.g. [3, 32, 32]), got {value!r}"
         )
-        m = torch.searchsorted(lam_inc, lam).clamp(1, lam_inc.numel() - 1)
-        lo, hi = lam_inc[m - 1], lam_inc[m]
-        frac = (lam - lo) / (hi - lo)
-        return (self.num_steps - 1) - ((m - 1) + frac)
-
-    def lam(self, t: Tensor) -> Tensor:
-        """Inverse map λ(t): λ_n at integers, linear in between (t clamped to [0, M − 1])."""
-        t = torch.as_tensor(t, dtype=torch.float64).to(self.lambdas.device)
-        t = t.clamp(0, self.num_steps - 1)
-        n = t.floor().long().clamp(max=self.num_steps - 2)
-        w = t - n
-        return (1 - w) * self.lambdas[n] + w * self.lambdas[n + 1]
+    return shape
 
 
-@contextlib.contextmanager
-def _math_attention(enabled: bool):
-    """Force PyTorch's math SDPA kernel: fused kernels have no forward-mode AD (JVP) rule."""
-    if not enabled:
-        yield
-        return
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    with sdpa_kernel(SDPBackend.MATH):
-        yield
-
-
-def _contiguous_group_norm_inputs(net: nn.Module) -> None:
-    """Make every GroupNorm input contiguous.
-
-    torch's forward-mode AD of group_norm fails on a non-contiguous input ("view size is not
-    compatible", torch 2.13), which diffusers' attention blocks produce; `.contiguous()` is a no-op
-    for contiguous inputs.
-    """
-    for m in net.modules():
-        if isinstance(m, nn.GroupNorm):
-            m.register_forward_pre_hook(lambda _m, inp: (inp[0].contiguous(),) + inp[1:])
+def _check_safetensors(path: Path) -> None:
+    """A safetensors file is an 8-byte header length, a JSON header, then exactly the tensors."""
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = int.from_bytes(f.read(8), "little")
+        try:
+            if n > size - 8:
+                raise ValueError("truncated header")
+            header = json.loads(f.read(n))
+            ends = [v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"]
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ConfigError(f"model.path: corrupt weights file {path}: {e}") from None
+    if 8 + n + max(ends, default=0) != size:
+        raise ConfigError(f"model.path: corrupt (truncated?) weights file {path}")
 
 
-class _UNetCaller(nn.Module):
-    """Calls a diffusers-style UNet `net(x, t[, class_labels]) -> .sample | (out,) | Tensor`.
+class PretrainedModel(abc.ABC):
+    """A pretrained network in a local file or folder (`model.path`)."""
 
-    Casts x to the network's dtype and back, keeps the first C output channels (models with a
-    learned variance output 2C), and runs attention with the math kernel when `math_attention`.
-    """
+    path: str
 
-    def __init__(self, net: nn.Module, class_labels: Tensor | None, math_attention: bool):
-        super().__init__()
-        self.net = net
-        self.math_attention = bool(math_attention)
-        self.register_buffer("labels", class_labels, persistent=False)
-        _contiguous_group_norm_inputs(net)
+    @abc.abstractmethod
+    def check(self) -> None:
+        """Raise a one-line ConfigError naming model.path if it cannot be a model of this kind."""
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Network output for input x [B, C, ...] at network time t [B], in x's dtype."""
-        p = next(self.net.parameters(), None)
-        dtype = p.dtype if p is not None else x.dtype
-        kw = {}
-        if self.labels is not None:
-            kw["class_labels"] = self.labels.expand(x.shape[0], *self.labels.shape[1:])
-        with _math_attention(self.math_attention):
-            out = self.net(x.to(dtype), t.to(device=x.device, dtype=torch.float32), **kw)
-        out = out.sample if hasattr(out, "sample") else out
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        return out[:, : x.shape[1]].to(x.dtype)
-
-
-class DiscreteUNetScore(ScoreModule):
-    """Score of a discrete-time VP UNet (DDPM/DDIM) at any λ in its trained range.
-
-    The schedule is `VP(λ_{N−1}, λ_0)`: α_λ² = sigmoid(λ) equals ᾱ_n at λ = λ_n, so our x_λ is the
-    network's x_n and no input scaling is needed. The output is converted with the core's
-    converters: ε → s = −ε̂/σ, v → `score_from_v`, x_0 ("sample") → `score_from_x0`.
-
-    Args:
-        net: UNet (x [B, C, H, W], timestep [B] float) -> output (diffusers `UNet2DModel`).
-        alphas_cumprod: [N] the scheduler's ᾱ_n.
-        prediction_type: "epsilon" | "v_prediction" | "sample".
-        event_shape: (C, H, W).
-        log_jacobian: D log|a| of the pixel map, nats.
-        timestep: "interpolate" (fractional t, see `DiscreteTimeMap`) or "nearest" (round to the
-            closest trained step; needed for a learned, table-lookup time embedding).
-        class_labels: [1] or [B] integer labels for a class-conditional UNet, else None.
-        math_attention: run attention with the math kernel (JVPs need it; `_math_attention`).
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        alphas_cumprod,
-        prediction_type: str,
-        event_shape,
-        log_jacobian: float,
-        timestep: str = "interpolate",
-        class_labels: Tensor | None = None,
-        math_attention: bool = True,
-    ):
-        if prediction_type not in PREDICTION_TYPES:
-            raise ValueError(
-                f"prediction_type must be one of {PREDICTION_TYPES}, got {prediction_type!r}"
-            )
-        if timestep not in ("interpolate", "nearest"):
-            raise ValueError(f"timestep must be 'interpolate' or 'nearest', got {timestep!r}")
-        time = DiscreteTimeMap(alphas_cumprod)
-        super().__init__(VP(time.lambda_min, time.lambda_max), event_shape, log_jacobian)
-        self.time, self.timestep_mode, self.prediction_type = time, timestep, prediction_type
-        self.unet = _UNetCaller(net, class_labels, math_attention)
-        convert = {
-            "epsilon": score_from_eps,
-            "v_prediction": score_from_v,
-            "sample": score_from_x0,
-        }
-        self._score = convert[prediction_type](self.net_output, self.schedule)
-
-    def network_time(self, lam: Tensor) -> Tensor:
-        """The timestep fed to the network for log-SNR λ [B] (float64)."""
-        t = self.time.timestep(lam)
-        return t.round() if self.timestep_mode == "nearest" else t
-
-    def net_output(self, x: Tensor, lam: Tensor) -> Tensor:
-        """The raw network output (ε̂, v̂ or x̂_0) at λ, [B, *event_shape]."""
-        return self.unet(x, self.network_time(lam))
-
-
-# -- continuous-σ VE models (score SDE) ----------------------------------------------------------
-class SigmaUNetScore(ScoreModule):
-    """Score of a VE network trained on continuous σ that outputs ∇_y log p_σ(y) directly.
-
-    The network's data y lie in [lo, hi] (score-SDE VE models: [0, 1]); ours are x = a y + b in
-    [−1, 1], a = 2 / (hi − lo), b = −1 − a lo. A VE path y_σ = y_0 + σ ε maps to x_σ = x_0 + aσ ε,
-    so in x-space the model is VE with σ_x = a σ, λ = −2 log σ_x, and
-
-        ∇_x log p(x) = (1/a) · net((x − b)/a, σ_x / a).
-
-    The schedule is `VE(−2 log(a σ_max), −2 log(a σ_min))`, the trained σ range.
-
-    Args:
-        net: (y [B, C, H, W], σ [B]) -> score [B, C, H, W] (diffusers `UNet2DModel` with a Fourier
-            time embedding, as in `ScoreSdeVePipeline`).
-        sigma_min, sigma_max: the trained noise range, in the network's data units.
-        data_range: (lo, hi) of the network's data.
-        event_shape, log_jacobian, class_labels, math_attention: as in `DiscreteUNetScore`.
-    """
-
-    def __init__(
-        self,
-        net: nn.Module,
-        sigma_min: float,
-        sigma_max: float,
-        data_range: Sequence[float],
-        event_shape,
-        log_jacobian: float,
-        class_labels: Tensor | None = None,
-        math_attention: bool = True,
-    ):
-        lo, hi = (float(v) for v in data_range)
-        if not hi > lo:
-            raise ValueError(f"data_range must be (lo, hi) with lo < hi, got {data_range}")
-        self.scale, self.shift = 2.0 / (hi - lo), -1.0 - 2.0 * lo / (hi - lo)
-        schedule = VE(-2 * math.log(self.scale * sigma_max), -2 * math.log(self.scale * sigma_min))
-        super().__init__(schedule, event_shape, log_jacobian)
-        self.unet = _UNetCaller(net, class_labels, math_attention)
-        self._score = self._ve_score
-
-    def _ve_score(self, x: Tensor, lam: Tensor) -> Tensor:
-        sigma_net = torch.exp(-0.5 * lam) / self.scale
-        return self.unet((x - self.shift) / self.scale, sigma_net) / self.scale
-
-
-# -- EDM-style denoisers --------------------------------------------------------------------------
-class EDMScore(ScoreModule):
-    """Score of an EDM-style denoiser D(y, σ, class_labels) ≈ E[x_0 | y], y = x_0 + σ ε.
-
-    Derivation. Our state is x = α x_0 + σ ε (α = 1 for a VE schedule). Then
-    y = x/α = x_0 + (σ/α) ε is the denoiser's input at σ_D = σ/α = e^{−λ/2} (since α²/σ² = e^λ),
-    and E[x_0 | x] = E[x_0 | y] ≈ D(x/α, e^{−λ/2}). Tweedie's formula gives the score in x-space
-    (`score_from_x0`):
-
-        ∇_x log p_λ(x) = (α D(x/α, e^{−λ/2}) − x) / σ².
-
-    Args:
-        denoiser: callable (y [B, ...], σ [B], class_labels or None) -> x̂_0 [B, ...]; an
-            `nn.Module` (also TorchScript) is registered, so it moves with the adapter. It is
-            called as D(y, σ) when there are no labels.
-        schedule: VP (α² = sigmoid λ) or VE/EDM (α = 1), on λ ∈ [−2 log σ_max, −2 log σ_min].
-        event_shape, log_jacobian: see `ScoreModule`.
-        class_labels: [1, ...] labels (one-hot rows or integers), broadcast to the batch.
-    """
-
-    def __init__(
-        self,
-        denoiser: Callable,
-        schedule: Schedule,
-        event_shape,
-        log_jacobian: float,
-        class_labels: Tensor | None = None,
-    ):
-        super().__init__(schedule, event_shape, log_jacobian)
-        self.denoiser = denoiser
-        self.register_buffer("labels", class_labels, persistent=False)
-        self._score = score_from_x0(self.denoised, schedule)
-
-    def denoised(self, x: Tensor, lam: Tensor) -> Tensor:
-        """x̂_0 = D(x/α_λ, e^{−λ/2}), [B, *event_shape] in x's dtype."""
-        a = _bc(self.schedule.alpha(lam), x)
-        sigma = torch.exp(-0.5 * lam).to(x.dtype)
-        if self.labels is None:
-            out = self.denoiser(x / a, sigma)
-        else:
-            out = self.denoiser(
-                x / a, sigma, self.labels.expand(x.shape[0], *self.labels.shape[1:])
-            )
-        return out.to(x.dtype)
-
-
-def class_label_tensor(class_labels, label_dim: int | None) -> Tensor | None:
-    """Labels from config as a [1, ...] tensor broadcast over the batch, or None.
-
-    Args:
-        class_labels: None, an int (one class for every sample) or a list of floats (one label
-            vector, e.g. soft labels, for every sample).
-        label_dim: the network's number of classes when it takes one-hot rows (EDM's `label_dim`),
-            None when it takes integer class indices (diffusers' `num_class_embeds`).
-
-    Returns:
-        [1] long (integer labels), [1, label_dim] float (one-hot or the given vector), or None.
-    """
-    if class_labels is None:
-        return None
-    if isinstance(class_labels, bool):
-        raise ValueError(f"class_labels must be an int or a list of numbers, got {class_labels!r}")
-    if isinstance(class_labels, int):
-        if label_dim is None:
-            return torch.tensor([class_labels], dtype=torch.long)
-        if not 0 <= class_labels < label_dim:
-            raise ValueError(f"class_labels={class_labels} is outside 0..{label_dim - 1}")
-        return nn.functional.one_hot(torch.tensor([class_labels]), label_dim).float()
-    if label_dim is None:
-        raise ValueError("this model takes integer class labels: give model.class_labels=<int>")
-    vec = torch.as_tensor([float(v) for v in class_labels]).reshape(1, -1)
-    if vec.shape[1] != label_dim:
-        raise ValueError(f"class_labels has {vec.shape[1]} entries, the model takes {label_dim}")
-    return vec
+    @abc.abstractmethod
+    def load(self) -> ScoreModule:
+        """The network as a score module (CPU, eval mode, no parameter gradients)."""

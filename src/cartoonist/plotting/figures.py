@@ -8,6 +8,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from cartoonist.plotting.labels import ESTIMATORS  # noqa: E402
+from cartoonist.plotting.samples import image_grid  # noqa: E402
+
 __all__ = [
     "OKABE_ITO",
     "plot_fig1_hd_samples",
@@ -111,8 +114,6 @@ def plot_fig5_mode_tracking(df: pd.DataFrame):
 
 def _estimator_label(df: pd.DataFrame, column: str = "estimator") -> str:
     """The label of a table's log p estimator (`column`; "exact" when the table has none)."""
-    from cartoonist.figures.hd_threshold import ESTIMATORS
-
     est = str(df[column].iloc[0]) if column in df and len(df) else "exact"
     return ESTIMATORS.get(est, est)
 
@@ -126,8 +127,6 @@ def plot_hd_threshold(summary: pd.DataFrame, grids: dict, event_shape, per_row: 
         grids: label -> samples [N, *event_shape] (shown `per_row` each, one row per label).
         event_shape: (C, H, W).
     """
-    from cartoonist.plotting.samples import image_grid
-
     fig = plt.figure(figsize=(12, 0.9 * max(len(grids), 4) + 1.5))
     gs = fig.add_gridspec(len(grids), 2, width_ratios=[1.2, 1.6], wspace=0.3)
     ax = fig.add_subplot(gs[:, 0])

@@ -4,7 +4,7 @@
   is then merged into its `compute:` (`apply_smoke`).
 - A figure run names a learned model the way `sample`/`evaluate` do: `ckpt_path=` (a checkpoint of
   `cartoonist.train`) or a `model=` option that is not the exact oracle (e.g. a pretrained
-  adapter). `learned_from_config` builds it through `pipeline.build_score`, so every model the
+  adapter). `learned_from_config` builds it through `build_score`, so every model the
   pipeline can build works; figures that take a `learned` argument receive it (`compute_kwargs`).
 """
 
@@ -18,14 +18,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from cartoonist.data import NoData
+from cartoonist.errors import ConfigError, format_error
 from cartoonist.figures.fig1_hd_samples import LearnedModel
-from cartoonist.pipeline import (
-    ConfigError,
-    build_score,
-    event_shape_of,
-    format_error,
-    model_tag,
-)
+from cartoonist.pipeline.build import build_score, event_shape_of
+from cartoonist.pipeline.names import model_tag
+from cartoonist.pipeline.targets import model_kind
 
 __all__ = ["apply_smoke", "wants_learned_model", "learned_from_config", "compute_kwargs"]
 
@@ -42,8 +39,7 @@ def wants_learned_model(cfg: DictConfig) -> bool:
     """True when the run names a checkpoint or a model that is not the exact oracle."""
     if cfg.get("ckpt_path"):
         return True
-    target = OmegaConf.select(cfg, "model._target_", default=None)
-    return target is not None and not str(target).endswith("OracleModel")
+    return model_kind(cfg) not in (None, "oracle")
 
 
 def _choice(group: str) -> str | None:

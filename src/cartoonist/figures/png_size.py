@@ -1,4 +1,4 @@
-"""Exact oracles fitted to images (used by Fig. 1), and the −log p vs PNG size figure.
+"""The −log p vs PNG size figure: do simpler images (smaller PNGs) have higher log p?
 
 The PNG figure runs on an exact oracle (exact log p) or on any learned model (PF-ODE log p).
 """
@@ -11,28 +11,11 @@ import numpy as np
 import torch
 
 from cartoonist.data.sources import to_pixels
-from cartoonist.diffusion import VP, bits_per_dim, hd_sample, ode_log_prob, sample_sde
-from cartoonist.figures.common import FigureData
+from cartoonist.diffusion import bits_per_dim, hd_sample, ode_log_prob, sample_sde
+from cartoonist.errors import ConfigError
+from cartoonist.figures.common import FigureData, fit_image_oracle
 
-__all__ = ["fit_image_oracle", "png_size", "png_bytes"]
-
-
-def fit_image_oracle(
-    source,
-    components: int,
-    rank: int,
-    iters: int,
-    seed: int,
-    lambda_min: float = -10.0,
-    lambda_max: float = 10.0,
-):
-    """A mixture of PPCA fitted to an image source: an exact diffusion model of those images."""
-    from cartoonist.oracles import fit_mppca
-
-    data = source.load()
-    return fit_mppca(
-        data, components, rank, iters=iters, seed=seed, schedule=VP(lambda_min, lambda_max)
-    ), data
+__all__ = ["png_size", "png_bytes"]
 
 
 def png_bytes(x: torch.Tensor) -> int:
@@ -108,8 +91,6 @@ def _learned_runs(learned, seed, n, steps, thresholds, ode_steps, divergence, pr
     sch, score = learned.schedule, learned.score
     for thr in thresholds:
         if not sch.lambda_min < thr < sch.lambda_max:
-            from cartoonist.pipeline import ConfigError
-
             raise ConfigError(
                 f"compute.thresholds: {thr} is outside the model's trained log-SNR range "
                 f"({sch.lambda_min:.4g}, {sch.lambda_max:.4g})"

@@ -1,0 +1,202 @@
+"""The per-sample work of `sample` and `evaluate`, as predict steps over batches of sample ids.
+
+Under `trainer=ddp` Lightning splits the ids across processes; all randomness of sample i is keyed
+by (seed, i), so the numbers equal a one-process run. Each step returns per-sample tensors on the
+CPU: `x`, `nfe`, `wall_s` and one `logp_<estimator>` [B] (nats) per estimator, with an
+estimator's own `nfe_<name>` / `wall_s_<name>` when it is not the one that made `x`.
+
+The Trainer runs with `inference_mode=False` (set by the task), so JVP/VJP-based estimators may
+build graphs; `torch.enable_grad()` re-enables the gradients Lightning's `no_grad` turns off.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+import lightning as L
+import torch
+from lightning.fabric.utilities.rank_zero import rank_zero_only
+from torch import Tensor, nn
+
+from cartoonist.diffusion import Schedule, sample_sde
+from cartoonist.diffusion.integrators import show_progress
+
+__all__ = ["SampleJob", "EvaluateJob"]
+
+
+@contextmanager
+def _clock(desc: str, wall: list) -> Iterator[None]:
+    """Time the block into `wall` (appended, seconds), with step progress bars on rank 0."""
+    t = time.perf_counter()
+    if getattr(rank_zero_only, "rank", 0) == 0:
+        with show_progress(desc):
+            yield
+    else:
+        yield
+    wall.append(time.perf_counter() - t)
+
+
+def _name(fn) -> str:
+    return getattr(getattr(fn, "func", fn), "__name__", "job")
+
+
+class _IdJob(L.LightningModule):
+    """A predict step over sample ids, on the device of the score's network (CPU without one).
+
+    Args:
+        score, schedule: the model. A network-backed score (an `nn.Module`) is a submodule, so
+            the trainer moves it to its device (trainer=gpu) and the job runs there; exact oracles
+            stay on the CPU in float64.
+        event_shape: shape of one sample.
+        seed: keys the prior draws and every noise by (seed, sample id).
+        oracle: the exact model, when there is one.
+    """
+
+    def __init__(self, score, schedule: Schedule, event_shape, seed: int, oracle=None):
+        super().__init__()
+        self.score = score
+        self.schedule, self.event_shape, self.seed, self.oracle = (
+            schedule,
+            tuple(event_shape),
+            int(seed),
+            oracle,
+        )
+        self.dtype_ = torch.float64 if oracle is not None else torch.float32
+
+    def _where(self) -> torch.device:
+        return self.device if isinstance(self.score, nn.Module) else torch.device("cpu")
+
+    def _prior(self, ids: list[int]) -> Tensor:
+        shape = (len(ids), *self.event_shape)
+        return self.schedule.sample_prior(
+            shape, seed=self.seed, sample_ids=ids, dtype=self.dtype_, device=self._where()
+        )
+
+    @staticmethod
+    def _per_sample(n: int, nfe: int, wall: float) -> tuple[Tensor, Tensor]:
+        return torch.full((n,), nfe), torch.full((n,), wall / n, dtype=torch.float64)
+
+    @staticmethod
+    def _cpu(out: dict, ids: Tensor) -> dict:
+        out = {k: v.detach().cpu() if isinstance(v, Tensor) else v for k, v in out.items()}
+        out["sample_id"] = ids.cpu()
+        return out
+
+
+class SampleJob(_IdJob):
+    """`sample`: {x, nfe, wall_s, logp_tracked?, logp_exact?, logp_<likelihood>?} per sample.
+
+    Args:
+        sampler: (score, schedule, x_init, seed=, sample_ids=) -> SampleResult.
+        likelihood: (name, estimator) that also scores every sample, e.g. ("pf_ode",
+            ode_log_prob partial): written as `logp_<name>` (nats), so a learned model's samples
+            get a log p too.
+        (the rest as `_IdJob`)
+    """
+
+    def __init__(
+        self,
+        score,
+        schedule,
+        sampler: Callable,
+        event_shape,
+        seed,
+        oracle=None,
+        likelihood: tuple[str, Callable] | None = None,
+    ):
+        super().__init__(score, schedule, event_shape, seed, oracle)
+        self.sampler, self.likelihood = sampler, likelihood
+
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        """Draw the prior, run the sampler, score the samples."""
+        (ids,) = batch
+        id_list, n, wall = ids.tolist(), ids.numel(), []
+        x_init = self._prior(id_list)
+        with torch.enable_grad(), _clock(_name(self.sampler), wall):
+            res = self.sampler(
+                self.score, self.schedule, x_init, seed=self.seed, sample_ids=id_list
+            )
+        out = {"x": res.x.float()}
+        out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[0])
+        if res.logp is not None:
+            out["logp_tracked"] = res.logp.double()
+        if self.oracle is not None:
+            out["logp_exact"] = self.oracle.log_prob(res.x, self.schedule.lambda_max)
+        if self.likelihood is not None:
+            name, estimator = self.likelihood
+            with torch.enable_grad(), _clock(_name(estimator), wall):
+                lik = estimator(
+                    self.score, self.schedule, res.x, seed=self.seed, sample_ids=id_list
+                )
+            out[f"logp_{name}"] = lik.logp.double()
+            out[f"nfe_{name}"], out[f"wall_s_{name}"] = self._per_sample(n, lik.nfe, wall[1])
+        return self._cpu(out, ids)
+
+
+class EvaluateJob(_IdJob):
+    """`evaluate`: {x, logp_<name>, logp_sde_tracking?, logp_data_exact?, nfe, wall_s}.
+
+    Args:
+        estimator, name: the likelihood group's estimator and its option name; None for
+            `sde_tracking` (the r_0 of the SDE samples is the estimate).
+        data: [N, ...] examples for source=dataset, or None for the model's own SDE samples
+            (`sde_steps` Euler–Maruyama steps, r update `sde_logp_scheme`).
+        truth: the dataset's exact mixture when a learned model is evaluated on synthetic data:
+            its log p of the same points ("data_exact") is the ground truth.
+        (the rest as `_IdJob`)
+    """
+
+    def __init__(
+        self,
+        score,
+        schedule,
+        estimator: Callable | None,
+        name: str,
+        data,
+        event_shape,
+        sde_steps: int,
+        seed,
+        oracle=None,
+        truth=None,
+        sde_logp_scheme: str = "corrected",
+    ):
+        super().__init__(score, schedule, event_shape, seed, oracle)
+        self.estimator, self.name, self.data, self.truth = estimator, name, data, truth
+        self.sde_steps, self.sde_logp_scheme = sde_steps, sde_logp_scheme
+
+    def predict_step(self, batch, batch_idx: int) -> dict:
+        """Generate or load the points, then score them with the estimator."""
+        (ids,) = batch
+        id_list, n, wall, out = ids.tolist(), ids.numel(), [], {}
+        if self.data is None:
+            x_init = self._prior(id_list)
+            with torch.enable_grad(), _clock("sample_sde", wall):
+                gen = sample_sde(
+                    self.score,
+                    self.schedule,
+                    x_init,
+                    self.sde_steps,
+                    seed=self.seed,
+                    sample_ids=id_list,
+                    logp_scheme=self.sde_logp_scheme,
+                )
+            x, out["logp_sde_tracking"] = gen.x, gen.logp
+        else:
+            x = self.data[ids].to(dtype=self.dtype_).to(self._where())
+        if self.estimator is not None:
+            with torch.enable_grad(), _clock(_name(self.estimator), wall):
+                res = self.estimator(
+                    self.score, self.schedule, x, seed=self.seed, sample_ids=id_list
+                )
+            out[f"logp_{self.name}"] = res.logp.double()
+            out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[-1])
+        else:
+            out["nfe"], out["wall_s"] = self._per_sample(n, self.sde_steps, 0.0)
+        if self.truth is not None:
+            out["logp_data_exact"] = self.truth.log_prob(
+                x.double().cpu(), self.schedule.lambda_max
+            )
+        out["x"] = x.float()
+        return self._cpu(out, ids)

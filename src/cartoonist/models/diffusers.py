@@ -1,0 +1,193 @@
+"""`model=diffusers`: a diffusers `UNet2DModel` and its scheduler from a local folder."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cartoonist.errors import ConfigError
+from cartoonist.models.adapters import ScoreModule, class_label_tensor
+from cartoonist.models.diffusers_adapters import DiscreteUNetScore, SigmaUNetScore
+from cartoonist.models.pretrained import (
+    PretrainedModel,
+    _check_safetensors,
+    _event_shape,
+    _read_json,
+    _root_cause,
+    pixel_log_jacobian,
+)
+
+__all__ = ["DiffusersModel"]
+
+_WEIGHTS = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.bin.index.json",
+)
+_CONTINUOUS_SIGMA = ("ScoreSdeVeScheduler",)
+
+
+@dataclass
+class DiffusersModel(PretrainedModel):
+    """A diffusers `UNet2DModel` and its scheduler config, from a local folder.
+
+    The folder is what `UNet2DModel.save_pretrained` plus `scheduler.save_pretrained` write
+    (`config.json`, `diffusion_pytorch_model.safetensors` or `.bin`, `scheduler_config.json`), or a
+    pipeline folder with `unet/` and `scheduler/` subfolders (as `DDPMPipeline.save_pretrained`
+    writes it). Supported schedulers: any discrete-time one with ᾱ_n
+    (DDPM, DDIM, PNDM, …; ε-, v- or x_0-prediction) and `ScoreSdeVeScheduler` (continuous σ).
+
+    Args:
+        path: the folder.
+        timestep: "interpolate" (fractional timestep between trained steps; see
+            `cartoonist.models.diffusers_adapters.DiscreteTimeMap`) or "nearest".
+        class_labels: class index for a class-conditional UNet (every sample), else None.
+        attention: "math" (PyTorch's math attention kernel: needed for JVP-based estimators) or
+            "default" (fused kernels: faster pure sampling, no PF-ODE likelihood).
+        data_range: [lo, hi] of the network's data; None: [−1, 1] for discrete-time models, [0, 1]
+            for score-SDE VE models. Only VE models can be rescaled to our [−1, 1].
+        event_shape: (C, H, W); None: from the UNet config (in_channels, sample_size).
+    """
+
+    kind = "diffusers"  # the model= option, used in run names
+    path: str
+    timestep: str = "interpolate"
+    class_labels: int | None = None
+    attention: str = "math"
+    data_range: Any = None
+    event_shape: Any = None
+
+    def _dirs(self) -> tuple[Path, Path]:
+        root = Path(str(self.path)).expanduser()
+        if not root.exists():
+            raise ConfigError(f"model.path does not exist: {self.path}")
+        if not root.is_dir():
+            raise ConfigError(f"model.path is not a folder (model=diffusers): {self.path}")
+        unet = root / "unet" if (root / "unet" / "config.json").is_file() else root
+        if not (unet / "config.json").is_file():
+            raise ConfigError(f"model.path has no config.json (nor unet/config.json): {self.path}")
+        for sched in (
+            root / "scheduler" / "scheduler_config.json",
+            root / "scheduler_config.json",
+        ):
+            if sched.is_file():
+                return unet, sched
+        raise ConfigError(
+            f"model.path has no scheduler_config.json (nor scheduler/scheduler_config.json): "
+            f"{self.path}"
+        )
+
+    def _configs(self) -> tuple[Path, dict, dict]:
+        unet_dir, sched_file = self._dirs()
+        unet = _read_json(unet_dir / "config.json", "UNet config")
+        sched = _read_json(sched_file, "scheduler config")
+        if unet.get("_class_name", "UNet2DModel") != "UNet2DModel":
+            raise ConfigError(
+                f"model.path holds a {unet['_class_name']}; model=diffusers takes a UNet2DModel "
+                f"(pixel-space, unconditional or class-conditional): {self.path}"
+            )
+        weights = [unet_dir / w for w in _WEIGHTS if (unet_dir / w).is_file()]
+        if not weights:
+            raise ConfigError(f"model.path has no diffusion_pytorch_model weights: {unet_dir}")
+        if weights[0].suffix == ".safetensors":
+            _check_safetensors(weights[0])
+        if "_class_name" not in sched:
+            raise ConfigError(f"model.path: {sched_file} has no _class_name")
+        return unet_dir, unet, sched
+
+    def check(self) -> None:
+        """Structural checks of the folder and the settings (no diffusers import)."""
+        _, unet, sched = self._configs()
+        if self.timestep not in ("interpolate", "nearest"):
+            raise ConfigError(
+                f"model.timestep must be interpolate or nearest, got {self.timestep!r}"
+            )
+        if self.attention not in ("math", "default"):
+            raise ConfigError(f"model.attention must be math or default, got {self.attention!r}")
+        if self.timestep == "interpolate" and unet.get("time_embedding_type") == "learned":
+            raise ConfigError(
+                "model.timestep=interpolate needs a continuous time embedding; this UNet looks "
+                "timesteps up in a table: set model.timestep=nearest"
+            )
+        pred = sched.get("prediction_type", "epsilon")
+        if pred not in ("epsilon", "v_prediction", "sample"):
+            raise ConfigError(f"model.path: unsupported prediction_type {pred!r} in {self.path}")
+        if sched.get("timestep_type", "discrete") != "discrete":
+            raise ConfigError(
+                f"model.path: timestep_type={sched['timestep_type']!r} is not supported "
+                f"(discrete timesteps only): {self.path}"
+            )
+        if unet.get("num_class_embeds") and self.class_labels is None:
+            raise ConfigError(
+                f"the UNet is class-conditional ({unet['num_class_embeds']} classes): set "
+                f"model.class_labels=<int>"
+            )
+        if self.class_labels is not None and not (
+            unet.get("num_class_embeds") or unet.get("class_embed_type")
+        ):
+            raise ConfigError("model.class_labels is set but the UNet is not class-conditional")
+        if self.data_range is not None and sched["_class_name"] not in _CONTINUOUS_SIGMA:
+            lo, hi = self.data_range
+            if (float(lo), float(hi)) != (-1.0, 1.0):
+                raise ConfigError(
+                    "model.data_range other than [-1, 1] is supported for VE (score-SDE) models "
+                    "only: a VP model's data range cannot be rescaled"
+                )
+        self._shape(unet)
+
+    def _shape(self, unet: dict) -> tuple[int, ...]:
+        if self.event_shape is not None:
+            return _event_shape(list(self.event_shape))
+        size = unet.get("sample_size")
+        if size is None:
+            raise ConfigError("the UNet config has no sample_size: set model.event_shape=[C,H,W]")
+        hw = [size, size] if isinstance(size, int) else list(size)
+        return _event_shape([unet.get("in_channels", 3)] + hw, "UNet (in_channels, sample_size)")
+
+    def load(self) -> ScoreModule:
+        """Load the UNet (weights_only for .bin files, as diffusers does) and the scheduler."""
+        self.check()
+        unet_dir, unet_cfg, sched_cfg = self._configs()
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # local folders only, never the Hub
+        try:
+            import diffusers
+        except ImportError:
+            raise ConfigError(
+                "model=diffusers needs the diffusers package: pip install 'cartoonist[diffusers]'"
+            ) from None
+        try:
+            net = diffusers.UNet2DModel.from_pretrained(
+                str(unet_dir), local_files_only=True, low_cpu_mem_usage=False
+            )
+        except Exception as e:  # noqa: BLE001 - any loading failure becomes one line
+            raise ConfigError(f"cannot load the UNet in {unet_dir}: {_root_cause(e)}") from None
+        cls = getattr(diffusers, sched_cfg["_class_name"], None)
+        if cls is None or not hasattr(cls, "from_config"):
+            raise ConfigError(f"model.path: unknown scheduler {sched_cfg['_class_name']!r}")
+        sched = cls.from_config(sched_cfg)
+        net = net.eval().requires_grad_(False)
+        shape = self._shape(unet_cfg)
+        try:
+            labels = class_label_tensor(self.class_labels, None)
+        except ValueError as e:
+            raise ConfigError(f"model.class_labels: {e}") from None
+        common = dict(
+            event_shape=shape,
+            log_jacobian=pixel_log_jacobian(shape),
+            class_labels=labels,
+            math_attention=self.attention == "math",
+        )
+        if sched_cfg["_class_name"] in _CONTINUOUS_SIGMA:
+            rng = self.data_range if self.data_range is not None else (0.0, 1.0)
+            c = sched.config
+            return SigmaUNetScore(net, c.sigma_min, c.sigma_max, rng, **common)
+        if getattr(sched, "alphas_cumprod", None) is None:
+            raise ConfigError(
+                f"model.path: scheduler {sched_cfg['_class_name']} has no discrete ᾱ schedule "
+                f"(alphas_cumprod) and is not a continuous-σ VE scheduler"
+            )
+        pred = sched.config.get("prediction_type", "epsilon")
+        return DiscreteUNetScore(net, sched.alphas_cumprod, pred, timestep=self.timestep, **common)

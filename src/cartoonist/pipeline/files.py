@@ -1,0 +1,70 @@
+"""Files of a run directory, written atomically (readers never see a partial file); `DONE` last."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "atomic_write",
+    "write_per_sample_csv",
+    "write_json",
+    "save_figure",
+    "write_figure_outputs",
+    "mark_done",
+]
+
+
+def atomic_write(path: Path, data: str | bytes) -> None:
+    """Write a file via a temporary sibling and rename, so readers never see a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_per_sample_csv(path: Path, rows: list[dict]) -> None:
+    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s."""
+    cols = ["sample_id", "seed", "estimator", "logp_nats", "bpd", "nfe", "wall_s"]
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols)
+    w.writeheader()
+    for r in sorted(rows, key=lambda r: (r["estimator"], r["sample_id"])):
+        w.writerow({k: r[k] for k in cols})
+    atomic_write(path, buf.getvalue())
+
+
+def write_json(path: Path, obj: Any) -> None:
+    """Atomic pretty JSON."""
+    atomic_write(path, json.dumps(obj, indent=2, sort_keys=True, default=float) + "\n")
+
+
+def save_figure(fig, stem: Path, exts=("png", "pdf"), dpi: int = 150) -> list[Path]:
+    """Write a matplotlib figure atomically as <stem>.<ext> for each extension."""
+    paths = []
+    for ext in exts:
+        buf = io.BytesIO()
+        fig.savefig(buf, format=ext, dpi=dpi)
+        atomic_write(stem.with_name(f"{stem.name}.{ext}"), buf.getvalue())
+        paths.append(stem.with_name(f"{stem.name}.{ext}"))
+    return paths
+
+
+def write_figure_outputs(figs_dir: Path, name: str, table, metrics: dict, fig) -> list[Path]:
+    """A figure's outputs: <name>.csv (the plotted numbers), .json (metrics), .png and .pdf."""
+    figs_dir = Path(figs_dir)
+    atomic_write(figs_dir / f"{name}.csv", table.to_csv(index=False))
+    write_json(figs_dir / f"{name}.json", metrics)
+    return [figs_dir / f"{name}.csv", figs_dir / f"{name}.json"] + save_figure(
+        fig, figs_dir / name
+    )
+
+
+def mark_done(out: Path) -> None:
+    """Write the DONE marker last."""
+    atomic_write(out / "DONE", time.strftime("%Y-%m-%dT%H:%M:%S\n"))

@@ -1,0 +1,87 @@
+"""Loggers of a run (CSV, wandb) from the `logger` group; a resumed run continues its wandb run."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from cartoonist.pipeline.files import atomic_write
+
+__all__ = ["build_loggers", "finish_wandb", "quiet_duplicate_logs", "log_figure_to_wandb"]
+
+
+def quiet_duplicate_logs() -> None:
+    """Keep one copy of Lightning's log lines: Hydra's root handler (console and <run>/<task>.log).
+
+    Lightning adds a console handler of its own below Hydra's, which prints every line twice.
+    """
+    if not logging.getLogger().handlers:
+        return
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lg = logging.getLogger(name)
+        lg.handlers = [h for h in lg.handlers if type(h) is not logging.StreamHandler]
+
+
+def build_loggers(cfg: DictConfig, out: Path) -> list:
+    """The `logger` group's loggers; a resumed run continues its wandb run (`wandb_id.txt`)."""
+    loggers = []
+    for name, lc in (cfg.get("logger") or {}).items():
+        if name == "wandb":
+            id_file = out / "wandb_id.txt"
+            if id_file.exists():  # a resumed run continues its wandb run
+                lc = OmegaConf.merge(lc, {"id": id_file.read_text().strip(), "resume": "allow"})
+            logger = instantiate(lc)
+            if L.fabric.utilities.rank_zero.rank_zero_only.rank == 0:
+                atomic_write(id_file, str(logger.experiment.id))
+            loggers.append(logger)
+        else:
+            loggers.append(instantiate(lc))
+    shown = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    for lg in loggers:
+        lg.log_hyperparams(OmegaConf.to_container(shown, resolve=True))
+    return loggers
+
+
+def finish_wandb() -> None:
+    """Finish the wandb run if one is open (also after an error)."""
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.finish()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def log_figure_to_wandb(name: str, table, metrics: dict, image: Path) -> None:
+    """Log a collected figure (table, metrics, PNG) as its own wandb run (group = figure name).
+
+    Used by the collector scripts of sweep figures; WANDB_MODE decides (offline by default).
+    """
+    os.environ.setdefault("WANDB_MODE", "offline")
+    import wandb
+
+    run = wandb.init(
+        project="cartoonist",
+        group=name,
+        job_type="figure",
+        name=name,
+        dir=str(image.parent),
+        reinit=True,
+    )
+    try:
+        finite = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+        run.log({f"figure/{k}": v for k, v in finite.items()})
+        run.log(
+            {
+                f"figure/{name}": wandb.Table(dataframe=table),
+                f"figure/{name}_plot": wandb.Image(str(image)),
+            }
+        )
+    finally:
+        run.finish()

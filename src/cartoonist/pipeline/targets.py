@@ -1,0 +1,70 @@
+"""What a config node builds, decided by the type of its `_target_`, never by its text.
+
+A group option's `_target_` is resolved to the class or function it names (only objects of this
+package: a target elsewhere is refused, so a command line cannot make a run call `os.system`), and
+the pipeline's choices depend on that object's type: `issubclass(cls, PretrainedModel)`,
+`fn is exact_log_prob`, ... Moving a class to another module changes nothing here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, OmegaConf
+
+from cartoonist.data import NoData
+from cartoonist.diffusion.estimators import exact_log_prob, sde_tracking
+from cartoonist.errors import ConfigError, format_error
+from cartoonist.models.oracle import OracleModel
+from cartoonist.models.pretrained import PretrainedModel
+
+__all__ = ["resolve", "model_kind", "is_no_data", "likelihood_kind"]
+
+
+def resolve(cfg: DictConfig | None, key: str) -> Any:
+    """The object `cfg.<key>._target_` names (None when the node or its target is absent).
+
+    Raises:
+        ConfigError: the target is outside cartoonist/lightning or cannot be imported (one line).
+    """
+    target = OmegaConf.select(cfg, f"{key}._target_", default=None) if cfg is not None else None
+    if target is None:
+        return None
+    path = str(target)
+    if path.split(".", 1)[0] not in ("cartoonist", "lightning"):
+        raise ConfigError(f"{key}._target_={path!r}: only cartoonist's own classes can be built")
+    try:
+        return get_object(path)
+    except Exception as e:  # noqa: BLE001 - Hydra raises ImportError with a long chain
+        raise ConfigError(f"{key}._target_={path!r} cannot be imported: {format_error(e)}") from e
+
+
+def model_kind(cfg: DictConfig) -> str | None:
+    """Kind of `cfg.model`: oracle (exact), pretrained (diffusers|edm), network (ours) or None."""
+    cls = resolve(cfg, "model")
+    if cls is None:
+        return None
+    if isinstance(cls, type) and issubclass(cls, OracleModel):
+        return "oracle"
+    if isinstance(cls, type) and issubclass(cls, PretrainedModel):
+        return "pretrained"
+    return "network"
+
+
+def is_no_data(cfg: DictConfig) -> bool:
+    """True for dataset=none (a pretrained model brings its shape)."""
+    cls = resolve(cfg, "dataset")
+    return isinstance(cls, type) and issubclass(cls, NoData)
+
+
+def likelihood_kind(cfg: DictConfig) -> str | None:
+    """Kind of `cfg.likelihood`: exact (an oracle's), sde_tracking (r_0), estimator or None."""
+    fn = resolve(cfg, "likelihood")
+    if fn is None:
+        return None
+    if fn is exact_log_prob:
+        return "exact"
+    if fn is sde_tracking:
+        return "sde_tracking"
+    return "estimator"

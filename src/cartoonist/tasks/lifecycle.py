@@ -1,0 +1,88 @@
+"""The one lifecycle every task shares: skip if DONE, validate, run, write DONE last.
+
+    def sample(cfg):
+        with task_run(cfg, "sample") as run:
+            if run.done:
+                return run.summary
+            ...
+            return run.finish(summary, files)
+
+`task_run` validates the config (one `ConfigError` naming the key, before anything is built),
+creates the run directory, prints the resolved config, seeds everything, and always finishes the
+wandb run. Under the command line (`cartoonist.pipeline.cli`) a `ConfigError` becomes one line
+on stderr and exit status 2; called from Python it propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import lightning as L
+from omegaconf import DictConfig, OmegaConf
+
+from cartoonist.errors import ConfigError
+from cartoonist.pipeline import cli
+from cartoonist.pipeline.files import mark_done, write_json
+from cartoonist.pipeline.loggers import finish_wandb, quiet_duplicate_logs
+from cartoonist.pipeline.validate import validate
+
+__all__ = ["Run", "task_run"]
+
+
+class Run:
+    """One run directory (`paths.output_dir`) of a task.
+
+    Attributes:
+        out: the run directory.
+        done: it holds `DONE` (a finished run: nothing is recomputed).
+        summary: the finished run's `summary.json` when `done`.
+    """
+
+    def __init__(self, cfg: DictConfig, task: str):
+        self.cfg, self.task = cfg, task
+        self.out = Path(cfg.paths.output_dir)
+        self.done = (self.out / "DONE").exists()
+        self.summary: dict = {}
+        if self.done:
+            print(f"[cartoonist] {self.out} is DONE: skipping (delete DONE to recompute)")
+            path = self.out / "summary.json"
+            self.summary = json.loads(path.read_text()) if path.exists() else {}
+
+    def start(self) -> Path:
+        """Validate, create the run directory, print the config, seed; returns the directory."""
+        # wandb never prompts or needs an account unless asked: WANDB_MODE=online opts in.
+        os.environ.setdefault("WANDB_MODE", "offline")
+        validate(self.cfg, self.task)
+        quiet_duplicate_logs()
+        self.out.mkdir(parents=True, exist_ok=True)
+        shown = OmegaConf.masked_copy(self.cfg, [k for k in self.cfg if k != "hydra"])
+        print(OmegaConf.to_yaml(shown, resolve=True))
+        print(f"[cartoonist] {self.task} → {self.out}")
+        L.seed_everything(self.cfg.seed, workers=True, verbose=False)
+        return self.out
+
+    def finish(self, summary: dict, files: list[str]) -> dict:
+        """Write summary.json, then DONE; returns the summary."""
+        write_json(self.out / "summary.json", summary)
+        mark_done(self.out)
+        print(f"[cartoonist] wrote {', '.join(files + ['summary.json', 'DONE'])} in {self.out}")
+        return summary
+
+
+@contextmanager
+def task_run(cfg: DictConfig, task: str) -> Iterator[Run]:
+    """The lifecycle of one task run (see the module docstring)."""
+    try:
+        yield Run(cfg, task)
+    except ConfigError as e:
+        if not cli.RUNNING:
+            raise
+        print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
+        raise SystemExit(2) from None
+    finally:
+        finish_wandb()

@@ -1,0 +1,110 @@
+"""What `sample` and `evaluate` share: the predict run over sample ids and the per-sample files."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from cartoonist.diffusion import bits_per_dim
+from cartoonist.lit import PartWriter, id_loader, merge_parts
+from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sample_csv
+from cartoonist.pipeline.loggers import build_loggers
+from cartoonist.plotting import sample_figure
+
+__all__ = ["predictor", "gather", "rows_of", "summarise", "write_results"]
+
+
+def predictor(cfg: DictConfig, out: Path):
+    """(Trainer, loader over sample ids 0..n−1) for a `lit.jobs` module; parts go to out/.parts.
+
+    Use as `trainer.predict(job, dataloaders=loader, return_predictions=False)`, then `gather`.
+    """
+    parts = out / ".parts"
+    shutil.rmtree(parts, ignore_errors=True)
+    trainer = instantiate(
+        cfg.trainer,
+        logger=False,
+        callbacks=[PartWriter(parts)],
+        default_root_dir=str(out),
+        inference_mode=False,  # JVP/VJP estimators differentiate through the network
+    )
+    return trainer, id_loader(cfg.n_samples, cfg.batch_size)
+
+
+def gather(trainer, out: Path) -> dict | None:
+    """Every rank's predictions merged by sample id (rank 0; None on the other ranks)."""
+    trainer.strategy.barrier()
+    if trainer.global_rank != 0:
+        return None
+    parts = out / ".parts"
+    merged = merge_parts(parts)
+    shutil.rmtree(parts, ignore_errors=True)
+    return merged
+
+
+def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict]:
+    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any."""
+    rows = []
+    for key, val in merged.items():
+        if not key.startswith("logp_"):
+            continue
+        est = key[5:]
+        bpd = bits_per_dim(val, dim, log_jacobian)
+        nfe = merged.get(f"nfe_{est}", merged["nfe"])
+        wall = merged.get(f"wall_s_{est}", merged["wall_s"])
+        for i, sid in enumerate(merged["sample_id"].tolist()):
+            rows.append(
+                dict(
+                    sample_id=sid,
+                    seed=seed,
+                    estimator=est,
+                    logp_nats=float(val[i]),
+                    bpd=float(bpd[i]),
+                    nfe=int(nfe[i]),
+                    wall_s=float(wall[i]),
+                )
+            )
+    return rows
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean log p (nats) and bits/dim of each estimator."""
+    summary: dict = {}
+    for est in sorted({r["estimator"] for r in rows}):
+        v = torch.tensor([r["logp_nats"] for r in rows if r["estimator"] == est])
+        b = torch.tensor([r["bpd"] for r in rows if r["estimator"] == est])
+        summary[f"logp_{est}_mean"] = float(v.mean())
+        summary[f"bpd_{est}_mean"] = float(b.mean())
+    return summary
+
+
+def write_results(
+    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None
+) -> dict:
+    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE."""
+    cfg, out, task = run.cfg, run.out, run.task
+    dim = int(merged["x"][0].numel())
+    rows = rows_of(merged, cfg.seed, dim, log_jacobian)
+    write_per_sample_csv(out / "per_sample.csv", rows)
+    buf = io.BytesIO()
+    torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
+    atomic_write(out / "samples.pt", buf.getvalue())
+    save_figure(sample_figure(merged["x"], tuple(shape)), out / "grid", ("png",), 120)
+    summary = summarise(rows)
+    summary.update(
+        n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())
+    )
+    for lg in build_loggers(cfg, out):
+        lg.log_metrics({f"{task}/{k}": v for k, v in summary.items()})
+        if hasattr(lg, "log_table"):
+            lg.log_table(key=f"{task}/per_sample", dataframe=pd.DataFrame(rows))
+            lg.log_image(key=f"{task}/samples", images=[str(out / "grid.png")])
+        lg.finalize("success")
+    summary.update(extra or {})
+    return run.finish(summary, ["per_sample.csv", "samples.pt", "grid.png"])
