@@ -107,31 +107,20 @@ class GaussianMixture:
         self.U, self.e, self.tau2 = check_eigen(U, e, tau2, *self.means.shape)
 
     @classmethod
-    def from_eigen(
-        cls,
-        weights,
-        means,
-        U,
-        e,
-        tau2,
-        schedule: Schedule | None = None,
-        event_shape=None,
-        dtype=torch.float64,
-    ) -> "GaussianMixture":
+    def from_eigen(cls, weights, means, U, e, tau2, **kwargs) -> "GaussianMixture":
         """Build from the eigen form Σ_k = U_k diag(e_k) U_kᵀ + τ_k² (I − U_k U_kᵀ).
 
         Args:
             weights: [K]; means: [K, D]; U: [K, D, r] with orthonormal columns; e: [K, r] ≥ 0;
             tau2: [K] ≥ 0 (ignored when r = D).
+            **kwargs: schedule, event_shape and dtype, as for the constructor.
         """
-        means = torch.as_tensor(means, dtype=dtype)
-        K, D = means.shape
-        new = cls(weights, means, torch.ones(K, dtype=dtype), schedule, event_shape, dtype)
-        new.var = None
+        new = cls(weights, means, 1.0, **kwargs)  # isotropic placeholder, replaced below
+        new.var, dt = None, new.dtype
         new._set_eigen(
-            torch.as_tensor(U, dtype=dtype),
-            torch.as_tensor(e, dtype=dtype),
-            torch.as_tensor(tau2, dtype=dtype).expand(K).clone(),
+            torch.as_tensor(U, dtype=dt),
+            torch.as_tensor(e, dtype=dt),
+            torch.as_tensor(tau2, dtype=dt).expand(new.n_components).clone(),
         )
         return new
 
@@ -152,7 +141,9 @@ class GaussianMixture:
         """
 
         def build(p: MPPCAParams) -> "GaussianMixture":
-            return cls.from_eigen(p.weights, p.means, p.U, p.e, p.tau2, schedule, event_shape)
+            return cls.from_eigen(
+                p.weights, p.means, p.U, p.e, p.tau2, schedule=schedule, event_shape=event_shape
+            )
 
         def logits(p: MPPCAParams):  # the E-step's log π_k + log N_k(x) under p_0
             gmm, inf = build(p), torch.tensor(math.inf, dtype=p.means.dtype)
