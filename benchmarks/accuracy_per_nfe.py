@@ -15,7 +15,7 @@ import torch
 
 from benchmarks.common import parse, save, table
 from cartoonist.diffusion import VP, sample_sde
-from cartoonist.oracles import GaussianMixture
+from cartoonist.oracles import GaussianMixture, gmm2d
 
 
 def gaussian_3072():
@@ -28,9 +28,7 @@ def gaussian_3072():
 
 def mixture_2d():
     """The 2-D, 3-component toy of the tests and Fig. 3."""
-    means = torch.tensor([[-2.0, 0.0], [1.5, 1.0], [0.0, -2.0]], dtype=torch.float64)
-    var = torch.tensor([[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]], dtype=torch.float64)
-    return GaussianMixture([0.2, 0.5, 0.3], means, var, schedule=VP(-8.0, 8.0))
+    return gmm2d(VP(-8.0, 8.0))
 
 
 def errors(gmm, steps: int, n: int, seed: int = 0) -> dict:

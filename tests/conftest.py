@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import cartoonist as c
+from cartoonist.oracles import toy
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 # The oracle tests run many small tensor ops: OpenMP threads only add overhead (and stall when the
@@ -22,17 +23,13 @@ def vp8():
 @pytest.fixture(scope="session")
 def gmm2d(vp8):
     """A 2-D, 3-component mixture with diagonal covariances (digest §7 toy)."""
-    means = torch.tensor([[-2.0, 0.0], [1.5, 1.0], [0.0, -2.0]], dtype=torch.float64)
-    var = torch.tensor([[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]], dtype=torch.float64)
-    return c.GaussianMixture([0.2, 0.5, 0.3], means, var, schedule=vp8)
+    return toy.gmm2d(schedule=vp8)
 
 
 @pytest.fixture(scope="session")
 def gmm1d():
     """A 1-D, 3-component mixture under VP on [−10, 10] (digest §3.7 toy)."""
-    means = torch.tensor([[-2.0], [0.5], [2.5]], dtype=torch.float64)
-    var = torch.tensor([[0.2], [0.3], [0.1]], dtype=torch.float64)
-    return c.GaussianMixture([0.3, 0.4, 0.3], means, var, schedule=c.VP(-10.0, 10.0))
+    return toy.gmm1d(schedule=c.VP(-10.0, 10.0))
 
 
 def gen(seed: int = 0) -> torch.Generator:

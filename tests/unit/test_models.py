@@ -201,6 +201,90 @@ def test_ema():
         EMA(net, decay=1.5)
 
 
+def test_ema_warmup():
+    """The warm-up option: d_n = min(d, (1 + n)/(10 + n)), n = update count or the given step."""
+    net = perturb(small_mlp((2,)))
+    ema = EMA(net, decay=0.5, warmup=True)
+    assert [ema.decay_at(n) for n in (0, 1, 8, 10**6)] == [0.1, 2 / 11, 0.5, 0.5]
+    assert EMA(net, decay=0.5).decay_at(0) == 0.5  # off by default
+    start = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    perturb(net, seed=1)
+    ema.update(net)  # n = num_updates = 0: d = 0.1
+    for k, v in ema.module.state_dict().items():
+        assert torch.equal(v, start[k].lerp(net.state_dict()[k], 0.9)), k
+    prev = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    ema.update(net, step=1)  # an explicit step (a trainer's global step): d = 2/11
+    for k, v in ema.module.state_dict().items():
+        assert torch.equal(v, prev[k].lerp(net.state_dict()[k], 1.0 - 2 / 11)), k
+    ema2 = EMA(net, decay=0.1)
+    ema2.load_state_dict(ema.state_dict())
+    assert ema2.warmup and ema2.num_updates == 2
+    old = {k: v for k, v in ema.state_dict().items() if k != "warmup"}  # saved before `warmup`
+    ema2.load_state_dict(old)
+    assert not ema2.warmup
+
+
+def _diffusion_module(seed=0):
+    from cartoonist.diffusion.losses import TrainingNoise
+    from cartoonist.lit import DiffusionModule
+
+    torch.manual_seed(seed)
+    net = MLP((2,), hidden=8, depth=1, emb_dim=4)
+    return DiffusionModule(net, TrainingNoise("vp", -8.0, 8.0), lr=1e-2, warmup_steps=2)
+
+
+def test_diffusion_module_ema_matches_the_former_loop():
+    """DiffusionModule's EMA (models.EMA, warm-up by global step) reproduces, bit for bit, the
+    hand-written update it replaced: for each parameter, e.lerp_(p, 1 − min(d, (1+n)/(10+n)))."""
+    import lightning as L
+
+    mod = _diffusion_module()
+    assert mod.ema is mod._ema.module and mod._ema.warmup and mod._ema.decay == mod.decay
+    ref = {k: v.clone() for k, v in mod.ema.named_parameters()}
+    steps = []
+
+    class Former(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            n = pl_module.global_step
+            steps.append(n)
+            d = min(pl_module.decay, (1 + n) / (10 + n))
+            for k, p in pl_module.net.named_parameters():
+                ref[k].lerp_(p.detach(), 1.0 - d)
+
+    data = torch.utils.data.TensorDataset(
+        torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    )
+    trainer = L.Trainer(
+        max_steps=12,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[Former()],
+    )
+    trainer.fit(mod, torch.utils.data.DataLoader(data, batch_size=8))
+    assert steps == list(range(1, 13))
+    for k, v in mod.ema.named_parameters():
+        assert torch.equal(v, ref[k]), k
+        assert not torch.equal(v, mod.net.get_parameter(k)), k
+
+
+def test_diffusion_module_loads_checkpoints_of_the_former_layout():
+    """Checkpoints written before models.EMA was used hold `net.*`, `noise.*` and `ema.*` (the
+    shadow network's parameters): they load strictly, into the module's EMA shadow."""
+    mod = _diffusion_module(seed=0)
+    src = perturb(_diffusion_module(seed=1).net, seed=2)
+    old = {f"net.{k}": v for k, v in mod.net.state_dict().items()}
+    old |= {f"noise.{k}": v for k, v in mod.noise.state_dict().items()}
+    old |= {f"ema.{k}": v.clone() for k, v in src.state_dict().items()}
+    assert mod.state_dict().keys() == old.keys()
+    mod.load_state_dict(old, strict=True)
+    for k, v in mod._ema.module.state_dict().items():
+        assert torch.equal(v, old[f"ema.{k}"]), k
+
+
 def test_constructor_validation():
     with pytest.raises(ValueError, match="event_shape"):
         UNet((28, 28))

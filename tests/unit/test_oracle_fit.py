@@ -1,4 +1,4 @@
-"""Unit tests of the mixture-of-PPCA EM fitter `cartoonist.oracles.fit.fit_mppca`."""
+"""Unit tests of the mixture-of-PPCA EM fitter `cartoonist.oracles.fit_mppca`."""
 
 from __future__ import annotations
 
@@ -126,3 +126,35 @@ def test_bad_arguments_raise():
     for k in (21, 0):
         with pytest.raises(ValueError):
             fit_mppca(data, n_components=k, rank=1)
+
+
+def test_oracle_modules_import_without_cycles():
+    """The oracles' modules import one another only at top level, and without a cycle."""
+    import ast
+    from pathlib import Path
+
+    pkg = Path(cartoonist.oracles.__file__).parent
+    deps = {}
+    for f in pkg.glob("*.py"):
+        tree = ast.parse(f.read_text())
+        top = {id(n) for n in tree.body}
+        deps[f.stem] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "cartoonist.oracles."
+            ):
+                assert id(node) in top, f"{f.name}:{node.lineno} imports inside a function"
+                deps[f.stem].add(node.module.rsplit(".", 1)[1])
+    seen, done = set(), set()
+
+    def visit(m):
+        assert m not in seen or m in done, f"import cycle through {m}"
+        if m not in seen:
+            seen.add(m)
+            for d in deps.get(m, ()):
+                visit(d)
+            done.add(m)
+
+    for m in deps:
+        visit(m)
+    assert deps["fit"] == set() and "fit" in deps["gmm"]

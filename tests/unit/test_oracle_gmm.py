@@ -441,3 +441,19 @@ def test_schedule_argument_and_isotropic_float():
         rtol=1e-10,
         atol=1e-10,
     )
+
+
+def test_toy_mixtures_are_defined_once():
+    """`cartoonist.oracles.toy` is the one definition of the toys of the dataset and figures."""
+    from cartoonist.data import GMM2D
+    from cartoonist.figures import toy_mixture
+    from cartoonist.oracles import gmm2d
+
+    w, mu, var = gmm2d().log_weights.exp(), gmm2d().means, gmm2d().var
+    torch.testing.assert_close(w, torch.tensor([0.2, 0.5, 0.3], dtype=DT))
+    assert mu.tolist() == [[-2.0, 0.0], [1.5, 1.0], [0.0, -2.0]]
+    assert var.tolist() == [[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]]
+    for other in (GMM2D(n=4).oracle(), toy_mixture(2)):
+        for k in ("log_weights", "means", "var"):
+            assert torch.equal(getattr(other, k), getattr(gmm2d(), k)), k
+    assert toy_mixture(1).means.tolist() == [[-2.0], [0.5], [2.5]]

@@ -37,6 +37,7 @@ from torch import Tensor
 
 from cartoonist.diffusion.schedules import Schedule
 from cartoonist.oracles import GaussianMixture, LowRankCov
+from cartoonist.oracles.toy import gmm2d_parameters
 
 __all__ = [
     "PIXEL_SCALE",
@@ -135,8 +136,7 @@ class _Synthetic(abc.ABC):
 class GMM2D(_Synthetic):
     """The fixed 2-D, 3-component toy mixture (digest §7) with diagonal covariances.
 
-    Weights [0.2, 0.5, 0.3], means [[−2, 0], [1.5, 1], [0, −2]], variances
-    [[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]].
+    Its parameters are `cartoonist.oracles.toy.gmm2d_parameters()`.
 
     Args:
         n: number of samples returned by `load()`.
@@ -150,10 +150,7 @@ class GMM2D(_Synthetic):
         self.n, self.dim, self.seed = n, 2, seed
 
     def _mixture(self):
-        weights = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
-        means = torch.tensor([[-2.0, 0.0], [1.5, 1.0], [0.0, -2.0]], dtype=torch.float64)
-        var = torch.tensor([[0.3, 0.2], [0.1, 0.5], [0.4, 0.05]], dtype=torch.float64)
-        return weights, means, var
+        return gmm2d_parameters()
 
 
 class GMMND(_Synthetic):

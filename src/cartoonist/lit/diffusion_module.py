@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import lightning as L
@@ -11,6 +10,7 @@ from torch import Tensor, nn
 
 from cartoonist.diffusion import bits_per_dim, elbo, score_from_eps
 from cartoonist.diffusion.losses import TrainingNoise
+from cartoonist.models.ema import EMA
 
 __all__ = ["DiffusionModule"]
 
@@ -22,7 +22,9 @@ class DiffusionModule(L.LightningModule):
         net: ε-prediction network (x [B, ...], lam [B]) -> [B, ...].
         noise: schedule, λ proposal and weighting (`TrainingNoise`).
         lr: Adam learning rate; warmup_steps: linear warm-up.
-        ema_decay: decay of the EMA copy used for validation, sampling and checkpoints' `ema`.
+        ema_decay: decay of the EMA copy used for validation, sampling and checkpoints' `ema`
+            (`cartoonist.models.EMA` with the decay warm-up min(decay, (1 + n)/(10 + n)) at
+            global step n; the shadow is the submodule `ema`, so checkpoints hold `ema.*` keys).
         val_lambdas: λ points per example of the validation ELBO.
         log_jacobian: D log|a| of the pixel → model-space map, for bits/dim.
         spec: plain-data description of how to rebuild `net` and `noise` (stored in checkpoints,
@@ -42,7 +44,9 @@ class DiffusionModule(L.LightningModule):
     ):
         super().__init__()
         self.net, self.noise = net, noise
-        self.ema = copy.deepcopy(net).requires_grad_(False)
+        self._ema = EMA(net, ema_decay, warmup=True)
+        self.ema = self._ema.module  # registered submodule: moved, saved and loaded with self
+        self.ema.train(net.training)  # Lightning sets modes module-wide (it warns on eval ones)
         self.lr, self.warmup, self.decay = lr, warmup_steps, ema_decay
         self.val_lambdas, self.log_jacobian = val_lambdas, log_jacobian
         self.spec = spec or {}
@@ -59,11 +63,7 @@ class DiffusionModule(L.LightningModule):
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         """Update the EMA weights (decay warmed up as min(decay, (1 + n)/(10 + n)))."""
-        n = self.global_step
-        decay = min(self.decay, (1 + n) / (10 + n))
-        with torch.no_grad():
-            for e, p in zip(self.ema.parameters(), self.net.parameters()):
-                e.lerp_(p, 1.0 - decay)
+        self._ema.update(self.net, step=self.global_step)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         """Validation ELBO of the EMA network, in nats and bits/dim (Theorem 4)."""

@@ -22,19 +22,22 @@ class EMA:
     Args:
         model: the model to track; its current weights initialise the shadow.
         decay: EMA decay d in [0, 1]; 0 copies the model, 1 freezes the shadow.
+        warmup: warm the decay up as d_n = min(d, (1 + n)/(10 + n)) at update n, so that the
+            early shadow is not dominated by the initial weights.
 
     Attributes:
         module: the shadow model.
         decay: the decay.
+        warmup: whether the decay is warmed up.
         num_updates: how many times :meth:`update` has been called.
     """
 
-    def __init__(self, model: nn.Module, decay: float = 0.999):
+    def __init__(self, model: nn.Module, decay: float = 0.999, warmup: bool = False):
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be an nn.Module, got {type(model).__name__}")
         if not 0.0 <= float(decay) <= 1.0:
             raise ValueError(f"decay must be in [0, 1], got {decay!r}")
-        self.decay = float(decay)
+        self.decay, self.warmup = float(decay), bool(warmup)
         self.num_updates = 0
         self.module = copy.deepcopy(model)
         self.module.eval()
@@ -47,17 +50,24 @@ class EMA:
             raise ValueError("model does not match the EMA shadow (different state_dict keys)")
         return ((dst[k], src[k]) for k in dst)
 
+    def decay_at(self, step: int) -> float:
+        """The decay used by update number ``step`` (``decay``, or its warm-up)."""
+        return min(self.decay, (1 + step) / (10 + step)) if self.warmup else self.decay
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, step: int | None = None) -> None:
         """Move the shadow towards ``model``'s current weights by one EMA step.
 
         Args:
             model: the model being trained (same architecture as the shadow).
+            step: the step n of the decay warm-up (default: :attr:`num_updates`); a trainer
+                passes its global step so that a resumed run continues the warm-up.
         """
+        decay = self.decay_at(self.num_updates if step is None else step)
         for s, p in self._pairs(model):
             p = p.detach().to(device=s.device, dtype=s.dtype)
             if s.is_floating_point() or s.is_complex():
-                s.lerp_(p, 1.0 - self.decay)
+                s.lerp_(p, 1.0 - decay)
             else:
                 s.copy_(p)
         self.num_updates += 1
@@ -97,9 +107,10 @@ class EMA:
         return self
 
     def state_dict(self) -> dict[str, Any]:
-        """The decay, update count and shadow weights."""
+        """The decay, warm-up flag, update count and shadow weights."""
         return {
             "decay": self.decay,
+            "warmup": self.warmup,
             "num_updates": self.num_updates,
             "shadow": self.module.state_dict(),
         }
@@ -108,8 +119,10 @@ class EMA:
         """Restore from :meth:`state_dict` output.
 
         Args:
-            state: a dict with keys ``decay``, ``num_updates`` and ``shadow``.
+            state: a dict with keys ``decay``, ``num_updates``, ``shadow`` and optionally
+                ``warmup`` (absent from states saved before it existed: no warm-up).
         """
         self.decay = float(state["decay"])
+        self.warmup = bool(state.get("warmup", False))
         self.num_updates = int(state["num_updates"])
         self.module.load_state_dict(state["shadow"])

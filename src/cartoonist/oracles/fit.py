@@ -6,19 +6,40 @@ closed-form PPCA solution on its responsibility-weighted covariance, obtained fr
 weighted, centred data (never a D×D matrix): the top-r eigenvalues λ_j and vectors U_k, and
 τ_k² = (tr S_k − Σ_j λ_j)/(D − r). The fitted mixture's score is then exact at every noise level,
 which gives ground truth for image-sized data (digits, faces, natural-image patches).
+
+The EM here works on plain tensors (`MPPCAParams`); the E-step's component log-densities come from
+a caller-supplied function, and `GaussianMixture.fit` / `fit_mppca` (in `gmm.py`) wrap the result
+in the oracle.
 """
 
 from __future__ import annotations
 
-import math
+from typing import Callable, NamedTuple
 
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.schedules import Schedule
-from cartoonist.oracles.gmm import GaussianMixture
+__all__ = ["MPPCAParams", "em_mppca"]
 
-__all__ = ["fit_mppca"]
+
+class MPPCAParams(NamedTuple):
+    """A mixture of PPCA components in eigen form, Σ_k = U_k diag(e_k) U_kᵀ + τ_k² (I − U_k U_kᵀ).
+
+    Attributes:
+        weights: [K]; means: [K, D]; U: [K, D, r] orthonormal; e: [K, r]; tau2: [K] (float64).
+        log_likelihood: mean log p_0 of the training data per EM iteration (nats per point).
+    """
+
+    weights: Tensor
+    means: Tensor
+    U: Tensor
+    e: Tensor
+    tau2: Tensor
+    log_likelihood: list[float]
+
+
+# params -> (X [B, D] -> log π_k + log N(x; μ_k, Σ_k), [B, K])
+LogitsFn = Callable[[MPPCAParams], Callable[[Tensor], Tensor]]
 
 
 def _kmeanspp(X: Tensor, K: int, gen: torch.Generator) -> Tensor:
@@ -53,36 +74,35 @@ def _ppca(Xc: Tensor, nk: float, rank: int, floor: float, gen: torch.Generator):
     return V, torch.clamp(lam, min=tau2), tau2
 
 
-def fit_mppca(
+def em_mppca(
     data: Tensor,
     n_components: int,
     rank: int,
+    logits: LogitsFn,
     iters: int = 100,
     tol: float = 1e-5,
     seed: int = 0,
     min_noise_var: float = 1e-4,
-    schedule: Schedule | None = None,
     chunk: int = 1024,
-) -> GaussianMixture:
+) -> MPPCAParams:
     """Fit a mixture of PPCA components to data by EM.
 
     Args:
         data: [N, *event_shape] training points (any float dtype; fitted in float64).
         n_components: K.
         rank: r, the PPCA latent dimension per component (0 ≤ r < D).
+        logits: the component log-densities of given parameters (the E-step).
         iters: maximum EM iterations.
         tol: stop when the mean log-likelihood improves by less than this (nats per point).
         seed: seed of the k-means++ initialisation.
         min_noise_var: floor of τ_k², relative to the mean per-dimension data variance, which keeps
             every component non-degenerate.
-        schedule: schedule attached to the returned oracle.
         chunk: points per E-step chunk (bounds memory to chunk·K·D).
 
     Returns:
-        GaussianMixture with eigen-form covariances; `fit_log_likelihood` holds the mean log p_0 of
-        the training data per EM iteration (nats per point).
+        The parameters of the last M-step, with the log-likelihood history.
     """
-    N, event_shape = data.shape[0], tuple(data.shape[1:])
+    N = data.shape[0]
     X = data.reshape(N, -1).to(torch.float64)
     D = X.shape[1]
     if not 0 <= rank < D:
@@ -94,18 +114,17 @@ def fit_mppca(
     means = _kmeanspp(X, n_components, gen)
     R = torch.nn.functional.one_hot(torch.cdist(X, means).argmin(1), n_components).to(X.dtype)
     history: list[float] = []
-    gmm = None
+    params = None
     for _ in range(iters):
-        gmm = _m_step(X, R, rank, floor, schedule, event_shape, gen)
-        R, ll = _e_step(gmm, X, chunk)
+        params = _m_step(X, R, rank, floor, gen)
+        R, ll = _e_step(logits(params), X, chunk)
         history.append(ll)
         if len(history) > 1 and abs(history[-1] - history[-2]) < tol:
             break
-    gmm.fit_log_likelihood = history
-    return gmm
+    return params._replace(log_likelihood=history)
 
 
-def _m_step(X, R, rank, floor, schedule, event_shape, gen) -> GaussianMixture:
+def _m_step(X, R, rank, floor, gen) -> MPPCAParams:
     N, D = X.shape
     K = R.shape[1]
     nk = R.sum(0)
@@ -125,22 +144,20 @@ def _m_step(X, R, rank, floor, schedule, event_shape, gen) -> GaussianMixture:
         U, e, tau2 = _ppca(Xc, float(nk[k]), rank, floor, gen)
         Us.append(U), es.append(e), taus.append(tau2), means.append(mu)
     weights = (nk + 1e-10) / (nk.sum() + K * 1e-10)
-    return GaussianMixture.from_eigen(
+    return MPPCAParams(
         weights,
         torch.stack(means),
         torch.stack(Us),
         torch.stack(es),
         torch.tensor(taus, dtype=X.dtype),
-        schedule=schedule,
-        event_shape=event_shape,
+        [],
     )
 
 
-def _e_step(gmm: GaussianMixture, X: Tensor, chunk: int):
+def _e_step(logits: Callable[[Tensor], Tensor], X: Tensor, chunk: int):
     Rs, lls = [], []
-    inf = torch.tensor(math.inf, dtype=X.dtype)
     for i in range(0, X.shape[0], chunk):
-        p = gmm._parts(*gmm._prep(X[i : i + chunk], inf))
-        Rs.append(p.resp)
-        lls.append(torch.logsumexp(p.logits, 1))
+        lg = logits(X[i : i + chunk])
+        Rs.append(torch.softmax(lg, dim=1))
+        lls.append(torch.logsumexp(lg, 1))
     return torch.cat(Rs), float(torch.cat(lls).mean())

@@ -12,7 +12,7 @@ Covariances are stored in an eigen form that makes noising cheap and never build
              (C_k has eigenvalues a = α² e_k + σ² on span U_k and c = α² τ_k² + σ² elsewhere)
 
 The eigen form covers full covariances (r = D) and low-rank-plus-isotropic ones (W Wᵀ + τ² I, the
-probabilistic-PCA model used by `fit`). Cost per call is O(B K D r) time and memory.
+probabilistic-PCA model fitted by `fit_mppca`). Cost per call is O(B K D r) time and memory.
 
 Notation of the derivatives (per component k, v_k = x − α μ_k, b_k = −C_k⁻¹ v_k, responsibilities
 r_k):
@@ -31,21 +31,10 @@ import torch
 from torch import Tensor
 
 from cartoonist.diffusion.schedules import VP, Schedule
+from cartoonist.oracles.covariance import LowRankCov, check_eigen, parse_covariances
+from cartoonist.oracles.fit import MPPCAParams, em_mppca
 
-__all__ = ["GaussianMixture", "LowRankCov"]
-
-
-@dataclass
-class LowRankCov:
-    """Low-rank-plus-isotropic covariances Σ_k = W_k W_kᵀ + τ_k² I.
-
-    Attributes:
-        factors: [K, D, r] the W_k.
-        noise_var: [K] (or a float) the τ_k².
-    """
-
-    factors: Tensor
-    noise_var: Tensor | float
+__all__ = ["GaussianMixture", "LowRankCov", "fit_mppca"]
 
 
 @dataclass
@@ -110,84 +99,61 @@ class GaussianMixture:
 
     # -- construction --------------------------------------------------------------------------
     def _set_covariances(self, cov, K, D, dtype):
-        if isinstance(cov, LowRankCov):
-            W = torch.as_tensor(cov.factors, dtype=dtype)
-            tau2 = torch.as_tensor(cov.noise_var, dtype=dtype).expand(K).clone()
-            if W.dim() != 3 or W.shape[:2] != (K, D):
-                raise ValueError(
-                    f"LowRankCov.factors must be [K={K}, D={D}, r], got {tuple(W.shape)}"
-                )
-            # W = Q R (thin QR), R = Ur diag(sv) Vᵀ (r×r SVD)  ⇒  W Wᵀ = (Q Ur) diag(sv²) (Q Ur)ᵀ
-            Q, R = torch.linalg.qr(W)
-            Ur, sv, _ = torch.linalg.svd(R)
-            self._set_eigen(Q @ Ur, sv**2 + tau2[:, None], tau2)
-            return
-        cov = torch.as_tensor(cov, dtype=dtype)
-        if cov.dim() == 0 or cov.shape == (K,):
-            self.var = cov.reshape(-1, 1).expand(K, D).clone()
-        elif cov.shape == (K, D):
-            self.var = cov.clone()
-        elif cov.shape == (K, D, D):
-            if not torch.allclose(cov, cov.transpose(1, 2)):
-                raise ValueError("full covariances must be symmetric")
-            e, U = torch.linalg.eigh(cov)
-            self._set_eigen(U, e, torch.zeros(K, dtype=dtype))
-        else:
-            raise ValueError(
-                f"covariances must be [K,D] (diagonal), [K,D,D] (full), [K] (isotropic) or "
-                f"LowRankCov; got shape {tuple(cov.shape)} for K={K}, D={D}"
-            )
-        if self.var is not None and (self.var <= 0).any():
-            raise ValueError("diagonal variances must be positive")
+        self.var, eigen = parse_covariances(cov, K, D, dtype)
+        if eigen is not None:
+            self._set_eigen(*eigen)
 
     def _set_eigen(self, U, e, tau2):
-        K, D = self.means.shape
-        if U.dim() != 3 or U.shape[:2] != (K, D) or e.shape != (K, U.shape[2]) or U.shape[2] > D:
-            raise ValueError(
-                f"eigen form needs U [K={K}, D={D}, r ≤ D] and e [K, r], got "
-                f"{tuple(U.shape)} and {tuple(e.shape)}"
-            )
-        # eigh returns round-off negatives (~1e-15) for singular PSD matrices: clamp those.
-        tiny = 1e-10 * (e.abs().amax(dim=-1, keepdim=True).clamp(min=1.0) if e.numel() else 1.0)
-        if (e < -tiny).any() or (tau2 < 0).any():
-            raise ValueError("covariances must be positive semi-definite")
-        self.U, self.e, self.tau2 = U, e.clamp(min=0), tau2
+        self.U, self.e, self.tau2 = check_eigen(U, e, tau2, *self.means.shape)
 
     @classmethod
-    def from_eigen(
-        cls,
-        weights,
-        means,
-        U,
-        e,
-        tau2,
-        schedule: Schedule | None = None,
-        event_shape=None,
-        dtype=torch.float64,
-    ) -> "GaussianMixture":
+    def from_eigen(cls, weights, means, U, e, tau2, **kwargs) -> "GaussianMixture":
         """Build from the eigen form Σ_k = U_k diag(e_k) U_kᵀ + τ_k² (I − U_k U_kᵀ).
 
         Args:
             weights: [K]; means: [K, D]; U: [K, D, r] with orthonormal columns; e: [K, r] ≥ 0;
             tau2: [K] ≥ 0 (ignored when r = D).
+            **kwargs: schedule, event_shape and dtype, as for the constructor.
         """
-        means = torch.as_tensor(means, dtype=dtype)
-        K, D = means.shape
-        new = cls(weights, means, torch.ones(K, dtype=dtype), schedule, event_shape, dtype)
-        new.var = None
+        new = cls(weights, means, 1.0, **kwargs)  # isotropic placeholder, replaced below
+        new.var, dt = None, new.dtype
         new._set_eigen(
-            torch.as_tensor(U, dtype=dtype),
-            torch.as_tensor(e, dtype=dtype),
-            torch.as_tensor(tau2, dtype=dtype).expand(K).clone(),
+            torch.as_tensor(U, dtype=dt),
+            torch.as_tensor(e, dtype=dt),
+            torch.as_tensor(tau2, dtype=dt).expand(new.n_components).clone(),
         )
         return new
 
     @classmethod
-    def fit(cls, data: Tensor, n_components: int, rank: int, **kwargs) -> "GaussianMixture":
-        """Fit a mixture of probabilistic PCA components by EM (see `cartoonist.oracles.fit`)."""
-        from cartoonist.oracles.fit import fit_mppca
+    def fit(
+        cls, data: Tensor, n_components: int, rank: int, schedule: Schedule | None = None, **kwargs
+    ) -> "GaussianMixture":
+        """Fit a mixture of probabilistic PCA components by EM (`cartoonist.oracles.fit`).
 
-        return fit_mppca(data, n_components, rank, **kwargs)
+        Args:
+            data: [N, *event_shape] training points; n_components: K; rank: r (0 ≤ r < D).
+            schedule: schedule attached to the returned oracle.
+            **kwargs: iters, tol, seed, min_noise_var, chunk of `em_mppca`.
+
+        Returns:
+            GaussianMixture with eigen-form covariances; `fit_log_likelihood` holds the mean
+            log p_0 of the training data per EM iteration (nats per point).
+        """
+
+        def build(p: MPPCAParams) -> "GaussianMixture":
+            return cls.from_eigen(
+                p.weights, p.means, p.U, p.e, p.tau2, schedule=schedule, event_shape=event_shape
+            )
+
+        def logits(p: MPPCAParams):  # the E-step's log π_k + log N_k(x) under p_0
+            gmm, inf = build(p), torch.tensor(math.inf, dtype=p.means.dtype)
+            return lambda X: gmm._parts(*gmm._prep(X, inf)).logits
+
+        event_shape = tuple(data.shape[1:])
+        params = em_mppca(data, n_components, rank, logits, **kwargs)
+        gmm = build(params)
+        gmm.fit_log_likelihood = params.log_likelihood
+        return gmm
 
     def with_schedule(self, schedule: Schedule) -> "GaussianMixture":
         """The same p_0 under another diffusion schedule (tensors are shared)."""
@@ -416,3 +382,8 @@ class GaussianMixture:
             fc, fcm = (tau2 * s2 / c).sqrt(), a[:, 0] * tau2 / c
         mean = self.means[k] + self._sqrt_apply(k, a * e / A, fcm, v)
         return self._out(mean + self._sqrt_apply(k, (e * s2[:, None] / A).sqrt(), fc, z), x)
+
+
+def fit_mppca(data: Tensor, n_components: int, rank: int, **kwargs) -> GaussianMixture:
+    """Fit a mixture of PPCA components to data by EM: `GaussianMixture.fit`."""
+    return GaussianMixture.fit(data, n_components, rank, **kwargs)
