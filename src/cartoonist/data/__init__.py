@@ -5,15 +5,13 @@ Sources are synthetic mixtures with exact oracles or small real image sets (see 
 Sources are importable without Lightning; `ArrayDataModule` imports it lazily on first access.
 """
 
+from cartoonist.data.files import CIFAR10, MNIST, ImageFolder
 from cartoonist.data.sources import (
-    CIFAR10,
     GMM2D,
     GMMND,
-    MNIST,
     PIXEL_SCALE,
     Digits,
     Faces,
-    ImageFolder,
     Patches,
     to_model,
     to_pixels,

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-from cartoonist.plotting.samples import image_grid  # noqa: E402
+from cartoonist.plotting.samples import show_row  # noqa: E402
 
 __all__ = ["demo_figure"]
 
@@ -37,11 +37,7 @@ def demo_figure(
     gs = fig.add_gridspec(rows, 2, width_ratios=[3.2, 1.3], wspace=0.25)
     for r, (name, (x, lp)) in enumerate(panels.items()):
         ax = fig.add_subplot(gs[r, 0])
-        g = image_grid(x[:per_row].reshape(-1, *event_shape), ncol=per_row)
-        ax.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=1)
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        show_row(ax, x, event_shape, per_row, name, fontsize=9)
         ax.set_title(f"mean exact log p = {float(lp.mean()):.1f} nats", fontsize=8, loc="left")
     ax = fig.add_subplot(gs[:, 1])
     lo, hi = (

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from cartoonist.plotting.labels import ESTIMATORS  # noqa: E402
-from cartoonist.plotting.samples import image_grid  # noqa: E402
+from cartoonist.plotting.samples import show_row  # noqa: E402
 
 __all__ = [
     "OKABE_ITO",
@@ -149,12 +149,7 @@ def plot_hd_threshold(summary: pd.DataFrame, grids: dict, event_shape, per_row: 
     ax.set_title("Algorithm 1 vs regular sampling (same noise)")
     ax.legend(fontsize=8)
     for r, (label, x) in enumerate(grids.items()):
-        a = fig.add_subplot(gs[r, 1])
-        g = image_grid(x[:per_row].reshape(-1, *event_shape), ncol=per_row)
-        a.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=1)
-        a.set_xticks([])
-        a.set_yticks([])
-        a.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=8)
+        show_row(fig.add_subplot(gs[r, 1]), x, event_shape, per_row, label)
     return fig
 
 

@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import Tensor  # noqa: E402
 
-__all__ = ["sample_figure", "image_grid"]
+__all__ = ["sample_figure", "image_grid", "show_row"]
 
 
 def image_grid(x: Tensor, ncol: int | None = None, pad: int = 1) -> Tensor:
@@ -58,3 +58,12 @@ def sample_figure(x: Tensor, event_shape: tuple, max_images: int = 64, title: st
         ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def show_row(ax, x, event_shape, per_row: int, label: str, fontsize: int = 8) -> None:
+    """Draw the first `per_row` samples of x [N, ...] as one grid row on `ax`, labelled `label`."""
+    g = image_grid(x[:per_row].reshape(-1, *event_shape), ncol=per_row)
+    ax.imshow(g.squeeze(-1) if g.shape[-1] == 1 else g, cmap="gray", vmin=0, vmax=1)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=fontsize)

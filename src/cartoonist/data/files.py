@@ -1,0 +1,196 @@
+"""Sources from files the user has: a folder of images, MNIST idx files, CIFAR-10 batches.
+
+Same contract and pixel convention as `sources` (`load() -> Tensor [N, *event_shape]` in model
+space, `log_jacobian = D log(2/256)`).
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cartoonist.data.sources import _missing, _Pixels, _positive
+
+__all__ = ["ImageFolder", "MNIST", "CIFAR10"]
+
+
+class ImageFolder(_Pixels):
+    """All .png/.jpg/.jpeg images under a folder (recursively, sorted by path), [N, C, size, size].
+
+    Each image is centre-cropped to a square, resized bilinearly to `size` × `size` with PIL and
+    converted to RGB (`channels=3`) or luminance (`channels=1`).
+
+    Args:
+        path: the folder (config key `dataset.source.path`).
+        size: image side after resizing.
+        channels: 3 (RGB) or 1 (grey).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "image_folder"
+    extensions = (".png", ".jpg", ".jpeg")
+
+    def __init__(
+        self,
+        path: str,
+        size: int = 32,
+        channels: int = 3,
+        dequantize: bool = False,
+        seed: int = 0,
+    ):
+        _positive(size=size)
+        if channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3, got {channels}")
+        super().__init__(dequantize, seed)
+        self.path, self.size, self.channels = Path(path).expanduser(), size, channels
+        self.shape = (channels, size, size)
+
+    def files(self) -> list[Path]:
+        """The image files, sorted; FileNotFoundError if the folder is missing or has none."""
+        if not self.path.is_dir():
+            raise _missing(self.path, "image folder")
+        files = sorted(
+            p for p in self.path.rglob("*") if p.is_file() and p.suffix.lower() in self.extensions
+        )
+        if not files:
+            raise FileNotFoundError(
+                f"no .png/.jpg images under '{self.path}' (check dataset.source.path)"
+            )
+        return files
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, C, size, size] uint8 (in sorted path order)."""
+        from PIL import Image
+
+        out = []
+        for f in self.files():
+            with Image.open(f) as im:
+                im = im.convert("RGB" if self.channels == 3 else "L")
+                w, h = im.size
+                s = min(w, h)
+                left, top = (w - s) // 2, (h - s) // 2
+                im = im.crop((left, top, left + s, top + s))
+                im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
+                a = np.asarray(im, dtype=np.uint8)
+            out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+        return torch.from_numpy(np.stack(out))
+
+
+def _find(folder: Path, names: list[str], what: str) -> Path:
+    for name in names:
+        for cand in (folder / name, folder / (name + ".gz")):
+            if cand.is_file():
+                return cand
+    raise _missing(folder / names[0], what)
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (the MNIST format, optionally gzipped) as a uint8 array."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise ValueError(f"{path} is not an unsigned-byte IDX file")
+    ndim = raw[3]
+    dims = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != math.prod(dims):
+        raise ValueError(f"{path}: expected {math.prod(dims)} bytes of data, got {data.size}")
+    return data.reshape(dims)
+
+
+class _UserFiles(_Pixels):
+    """A standard dataset read from the user's files (`path`, `split`); labels kept if present."""
+
+    def __init__(self, path: str, split: str = "train", dequantize: bool = False, seed: int = 0):
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got '{split}'")
+        super().__init__(dequantize, seed)
+        self.path, self.split, self.labels = Path(path).expanduser(), split, None
+
+
+class MNIST(_UserFiles):
+    """MNIST from the standard IDX files in a user folder, [N, 1, 28, 28].
+
+    Looks for `{train,t10k}-images-idx3-ubyte[.gz]` (and the matching `-labels-idx1-ubyte`, kept in
+    `self.labels` after `load()` when present) in `path` or `path/MNIST/raw`.
+
+    Args:
+        path: the folder (config key `dataset.source.path`).
+        split: "train" (60 000 images) or "test" (10 000).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "mnist"
+    shape = (1, 28, 28)
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, 1, 28, 28] uint8 (labels go to `self.labels`)."""
+        prefix = "train" if self.split == "train" else "t10k"
+        if not self.path.is_dir():
+            raise _missing(self.path, "MNIST folder")
+        folder = self.path
+        raw = folder / "MNIST" / "raw"  # torchvision's layout
+        if not any(folder.glob(f"{prefix}-images-idx3-ubyte*")) and raw.is_dir():
+            folder = raw
+        images = _read_idx(_find(folder, [f"{prefix}-images-idx3-ubyte"], "MNIST images"))
+        if images.ndim != 3 or images.shape[1:] != (28, 28):
+            raise ValueError(f"MNIST images must be [N, 28, 28], got {images.shape}")
+        try:
+            self.labels = torch.from_numpy(
+                _read_idx(_find(folder, [f"{prefix}-labels-idx1-ubyte"], "MNIST labels")).copy()
+            ).long()
+        except FileNotFoundError:
+            self.labels = None
+        return torch.from_numpy(images.copy())[:, None]
+
+
+class CIFAR10(_UserFiles):
+    """CIFAR-10 from the official python batches (`cifar-10-batches-py`), [N, 3, 32, 32].
+
+    The batches are the official archive's pickled dicts of numpy arrays (`data`: [n, 3072] uint8
+    in CHW order, `labels`); they are unpickled only after all files are found. Unpickling runs
+    arbitrary code from the file, so point `path` only at the official archive. Labels are kept in
+    `self.labels` after `load()`.
+
+    Args:
+        path: the folder `cifar-10-batches-py` or its parent (config key `dataset.source.path`).
+        split: "train" (data_batch_1..5, 50 000 images) or "test" (test_batch, 10 000).
+        dequantize: add U[0, 1) noise to k instead of the bin centre 0.5.
+        seed: seed of the dequantisation noise.
+    """
+
+    name = "cifar10"
+    shape = (3, 32, 32)
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, 3, 32, 32] uint8 (labels go to `self.labels`)."""
+        folder = self.path
+        if not folder.is_dir():
+            raise _missing(folder, "CIFAR-10 folder")
+        if (folder / "cifar-10-batches-py").is_dir():
+            folder = folder / "cifar-10-batches-py"
+        train = [f"data_batch_{i}" for i in range(1, 6)]
+        names = train if self.split == "train" else ["test_batch"]
+        missing = [n for n in names if not (folder / n).is_file()]
+        if missing:
+            raise _missing(folder / missing[0], "CIFAR-10 batch")
+        data, labels = [], []
+        for n in names:
+            with open(folder / n, "rb") as f:
+                batch = pickle.load(f, encoding="bytes")
+            data.append(np.asarray(batch.get(b"data", batch.get("data")), dtype=np.uint8))
+            labels.append(np.asarray(batch.get(b"labels", batch.get("labels")), dtype=np.int64))
+        images = np.concatenate(data)
+        if images.ndim != 2 or images.shape[1] != 3072:
+            raise ValueError(f"CIFAR-10 data must be [n, 3072], got {images.shape} in {folder}")
+        self.labels = torch.from_numpy(np.concatenate(labels))
+        return torch.from_numpy(images.reshape(-1, 3, 32, 32).copy())
