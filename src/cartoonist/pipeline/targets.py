@@ -19,7 +19,17 @@ from cartoonist.errors import ConfigError, format_error
 from cartoonist.models.oracle import OracleModel
 from cartoonist.models.pretrained import PretrainedModel
 
-__all__ = ["resolve", "model_kind", "is_no_data", "likelihood_kind"]
+__all__ = [
+    "ALLOWED_ROOTS",
+    "check_targets",
+    "resolve",
+    "model_kind",
+    "is_no_data",
+    "likelihood_kind",
+]
+
+# The packages whose objects a config may build (`_target_`); anything else is refused.
+ALLOWED_ROOTS = ("cartoonist", "lightning")
 
 
 def resolve(cfg: DictConfig | None, key: str) -> Any:
@@ -32,12 +42,40 @@ def resolve(cfg: DictConfig | None, key: str) -> Any:
     if target is None:
         return None
     path = str(target)
-    if path.split(".", 1)[0] not in ("cartoonist", "lightning"):
+    if path.split(".", 1)[0] not in ALLOWED_ROOTS:
         raise ConfigError(f"{key}._target_={path!r}: only cartoonist's own classes can be built")
     try:
         return get_object(path)
     except Exception as e:  # noqa: BLE001 - Hydra raises ImportError with a long chain
         raise ConfigError(f"{key}._target_={path!r} cannot be imported: {format_error(e)}") from e
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Every `_target_` of the run (Hydra's own node aside) names an object of `ALLOWED_ROOTS`.
+
+    `instantiate` would import and call whatever a `_target_` names (`builtins.open`,
+    `os.system`): a command line or an experiment file can only build this package's objects.
+    """
+
+    def walk(node, where: str) -> None:
+        if OmegaConf.is_dict(node):
+            for key in node.keys():
+                if where == "" and key == "hydra":
+                    continue
+                path = f"{where}.{key}" if where else str(key)
+                if key == "_target_":
+                    target = str(node._get_node(key)._value())
+                    if target.split(".", 1)[0] not in ALLOWED_ROOTS:
+                        raise ConfigError(
+                            f"{path}={target!r}: only cartoonist's own classes can be built"
+                        )
+                else:
+                    walk(node._get_node(key), path)
+        elif OmegaConf.is_list(node):
+            for i, item in enumerate(node._iter_ex(resolve=False)):
+                walk(item, f"{where}[{i}]")
+
+    walk(cfg, "")
 
 
 def model_kind(cfg: DictConfig) -> str | None:

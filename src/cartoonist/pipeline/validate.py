@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.errors import ConfigError
-from cartoonist.pipeline.targets import is_no_data, likelihood_kind, model_kind
+from cartoonist.pipeline.targets import check_targets, is_no_data, likelihood_kind, model_kind
 
 __all__ = ["validate"]
 
@@ -29,6 +29,7 @@ def _positive_int(cfg, key: str) -> None:
 
 def validate(cfg: DictConfig, task: str) -> None:
     """Check a composed config before any computation; raise ConfigError naming the key."""
+    check_targets(cfg)
     for key in ("seed",):
         if not isinstance(OmegaConf.select(cfg, key), int):
             raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
