@@ -30,6 +30,7 @@ def _positive_int(cfg, key: str) -> None:
 def validate(cfg: DictConfig, task: str) -> None:
     """Check a composed config before any computation; raise ConfigError naming the key."""
     check_targets(cfg)
+    _check_run_dir(cfg)
     for key in ("seed",):
         if not isinstance(OmegaConf.select(cfg, key), int):
             raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
@@ -143,3 +144,20 @@ def _validate_pretrained(cfg: DictConfig) -> None:
             "ckpt_path is for cartoonist training checkpoints: a pretrained model loads model.path"
         )
     instantiate(cfg.model).check()
+
+
+def _check_run_dir(cfg: DictConfig) -> None:
+    """The run directory lies inside `paths.output_root` (`run_name=../..` would leave it)."""
+    root = OmegaConf.select(cfg, "paths.output_root", default=None)
+    if root is None:
+        return
+    for key in ("paths.output_dir", "hydra.run.dir"):
+        out = OmegaConf.select(cfg, key, default=None)
+        if out is None:
+            continue
+        out_p, root_p = Path(str(out)).resolve(), Path(str(root)).resolve()
+        if out_p != root_p and not out_p.is_relative_to(root_p):
+            raise ConfigError(
+                f"run_name / {key} puts the run at {out_p}, outside paths.output_root ({root_p})"
+            )
+
