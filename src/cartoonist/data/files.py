@@ -17,7 +17,40 @@ from torch import Tensor
 
 from cartoonist.data.sources import _missing, _Pixels, _positive
 
-__all__ = ["ImageFolder", "MNIST", "CIFAR10"]
+__all__ = ["ImageFolder", "MNIST", "CIFAR10", "load_array_pickle"]
+
+# What a pickle of numpy arrays in plain containers needs, and nothing that can run code.
+_ARRAY_GLOBALS = {
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ARRAY_GLOBALS:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(
+            f"{module}.{name} is not allowed: only numpy arrays in plain containers are read"
+        )
+
+
+def load_array_pickle(path: Path):
+    """Unpickle `path` allowing only numpy arrays, numbers, strings, bytes, lists and dicts.
+
+    A pickle that names any other class or function (the way a malicious file runs code) is
+    refused with a ValueError before anything it names is imported or called.
+    """
+    with open(path, "rb") as f:
+        try:
+            return _ArrayUnpickler(f, encoding="bytes").load()
+        except pickle.UnpicklingError as e:
+            raise ValueError(f"{path}: {e}") from None
 
 
 class ImageFolder(_Pixels):
@@ -157,9 +190,9 @@ class CIFAR10(_UserFiles):
     """CIFAR-10 from the official python batches (`cifar-10-batches-py`), [N, 3, 32, 32].
 
     The batches are the official archive's pickled dicts of numpy arrays (`data`: [n, 3072] uint8
-    in CHW order, `labels`); they are unpickled only after all files are found. Unpickling runs
-    arbitrary code from the file, so point `path` only at the official archive. Labels are kept in
-    `self.labels` after `load()`.
+    in CHW order, `labels`); they are read only after all files are found, by an unpickler that
+    accepts numpy arrays and plain containers and nothing else (`load_array_pickle`), so a file
+    that would run code on unpickling is refused. Labels are kept in `self.labels` after `load()`.
 
     Args:
         path: the folder `cifar-10-batches-py` or its parent (config key `dataset.source.path`).
@@ -185,8 +218,7 @@ class CIFAR10(_UserFiles):
             raise _missing(folder / missing[0], "CIFAR-10 batch")
         data, labels = [], []
         for n in names:
-            with open(folder / n, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+            batch = load_array_pickle(folder / n)
             data.append(np.asarray(batch.get(b"data", batch.get("data")), dtype=np.uint8))
             labels.append(np.asarray(batch.get(b"labels", batch.get("labels")), dtype=np.int64))
         images = np.concatenate(data)
