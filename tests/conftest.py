@@ -30,8 +30,3 @@ def gmm2d(vp8):
 def gmm1d():
     """A 1-D, 3-component mixture under VP on [−10, 10] (digest §3.7 toy)."""
     return toy.gmm1d(schedule=c.VP(-10.0, 10.0))
-
-
-def gen(seed: int = 0) -> torch.Generator:
-    """A seeded CPU generator."""
-    return torch.Generator().manual_seed(seed)

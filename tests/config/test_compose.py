@@ -7,7 +7,7 @@ import torch
 from hydra.utils import instantiate
 
 from cartoonist.pipeline import CONF_DIR, validate
-from tests.pipeline_helpers import compose_cfg
+from tests.helpers.pipeline import compose_cfg
 
 GROUPS = ["dataset", "model", "noise", "sampler", "likelihood", "trainer", "logger", "callbacks"]
 TASK_OF = {"sampler": "sample", "likelihood": "evaluate", "callbacks": "train"}
@@ -20,7 +20,7 @@ def _options(group: str) -> list[str]:
 CASES = [(g, o) for g in GROUPS for o in _options(g)]
 EDM = [
     "model=edm",
-    "model.path=tests.pretrained_helpers:GaussianDenoiser",
+    "model.path=tests.helpers.pretrained:GaussianDenoiser",
     "model.event_shape=[1,4,4]",
 ]
 
@@ -37,7 +37,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         overrides += EDM  # dataset=none: a pretrained model brings the shape
     elif group == "model" and option == "diffusers":
         pytest.importorskip("diffusers")
-        from tests.pretrained_helpers import save_tiny_diffusers
+        from tests.helpers.pretrained import save_tiny_diffusers
 
         overrides.append(f"model.path={save_tiny_diffusers(tmp_path / 'ddpm')}")
     elif group == "model" and option != "oracle":

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 import cartoonist as c
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 CUDA = torch.device(os.environ.get("CARTOONIST_TEST_DEVICE", "cuda"))
 TRAINER = "gpu" if CUDA.type == "cuda" else "cpu"
@@ -192,7 +192,7 @@ def _rows(path):
 def test_pipeline_train_then_evaluate_with_trainer_gpu(tmp_path):
     """train → evaluate with trainer=gpu; the per-sample log p equal a trainer=cpu evaluation."""
     from cartoonist import tasks
-    from tests.pipeline_helpers import compose_cfg
+    from tests.helpers.pipeline import compose_cfg
 
     tr = tmp_path / "train"
     over = ["debug=smoke", "model=unet", "dataset=digits", f"trainer={TRAINER}"]

@@ -13,7 +13,7 @@ import pytest
 
 from cartoonist import tasks
 from cartoonist.pipeline import ConfigError, preflight
-from tests.pipeline_helpers import compose_cfg
+from tests.helpers.pipeline import compose_cfg
 
 # One OpenMP thread per subprocess, as in conftest: on shared cores more threads stall (5× slower).
 ENV = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")

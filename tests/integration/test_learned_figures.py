@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from cartoonist import tasks
-from tests.pipeline_helpers import compose_cfg
+from tests.helpers.pipeline import compose_cfg
 
 pytest.importorskip("diffusers")
 
@@ -36,7 +36,7 @@ def _finite_numbers(m: dict) -> bool:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    from tests.pretrained_helpers import save_tiny_diffusers
+    from tests.helpers.pretrained import save_tiny_diffusers
 
     return save_tiny_diffusers(tmp_path_factory.mktemp("tiny_ddpm"))
 
@@ -172,11 +172,11 @@ def test_hd_threshold_job_on_an_edm_denoiser_scores_samples_correctly(tmp_path):
     import torch
 
     over = ["experiment=hd_threshold", "model=edm", "model.event_shape=[1,4,4]"]
-    over += ["model.path=tests.pretrained_helpers:GaussianDenoiser", "debug=smoke"]
+    over += ["model.path=tests.helpers.pretrained:GaussianDenoiser", "debug=smoke"]
     over += ["sampler.lambda_threshold=0", "sampler.first_stage=ode", "sampler.steps=20"]
     over += ["likelihood.steps=16", "likelihood.divergence=exact"]
     cfg = compose_cfg("sample", over, tmp_path / "edm")
-    assert cfg.experiment_name == "hd_threshold__edm-tests.pretrained_helpers-GaussianDenoiser"
+    assert cfg.experiment_name == "hd_threshold__edm-tests.helpers.pretrained-GaussianDenoiser"
     tasks.sample.run(cfg)
     rows = _csv(tmp_path / "edm" / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"pf_ode"} and len(rows) == 8

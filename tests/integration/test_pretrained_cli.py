@@ -18,8 +18,8 @@ import torch
 
 from cartoonist import tasks
 from cartoonist.pipeline import ConfigError, preflight
-from tests.pipeline_helpers import compose_cfg
-from tests.pretrained_helpers import save_tiny_diffusers
+from tests.helpers.pipeline import compose_cfg
+from tests.helpers.pretrained import save_tiny_diffusers
 
 pytest.importorskip("diffusers")
 
@@ -153,7 +153,7 @@ def test_evaluate_on_an_image_folder(folder, tmp_path):
 
 
 def test_edm_denoiser_samples_in_process(tmp_path):
-    over = ["model=edm", "model.path=tests.pretrained_helpers:GaussianDenoiser"]
+    over = ["model=edm", "model.path=tests.helpers.pretrained:GaussianDenoiser"]
     over += ["model.event_shape=[1,4,4]", "sampler=sde", "sampler.steps=20", "logger=csv"]
     summary = tasks.sample.run(compose_cfg("sample", over + ["n_samples=4"], tmp_path / "edm"))
     assert summary["n"] == 4 and math.isfinite(summary["logp_tracked_mean"])
@@ -163,11 +163,11 @@ PRE = [
     (["model=diffusers", "model.path=/no/such/folder"], "/no/such/folder"),
     (["model=diffusers"], "model.path"),
     (["model=edm", "model.path=/no/such.pkl", "model.event_shape=[1,2,2]"], "/no/such.pkl"),
-    (["model=edm", "model.path=tests.pretrained_helpers:GaussianDenoiser"], "event_shape"),
+    (["model=edm", "model.path=tests.helpers.pretrained:GaussianDenoiser"], "event_shape"),
     (["model=diffusers", "model.path=/tmp", "ckpt_path=/tmp"], "ckpt_path"),
     (["model=diffusers", "model.path=/tmp", "dataset=none", "source=dataset"], "dataset=none"),
     (
-        ["model=edm", "model.path=tests.pretrained_helpers:GaussianDenoiser"]
+        ["model=edm", "model.path=tests.helpers.pretrained:GaussianDenoiser"]
         + ["model.event_shape=[1,2,2]", "likelihood=exact"],
         "likelihood=exact",
     ),
@@ -188,7 +188,7 @@ def test_bad_pretrained_configs_fail_before_compute(overrides, needle, tmp_path,
 def test_pickle_refused_without_allow_pickle_and_threshold_checked(folder, tmp_path, capsys):
     import pickle
 
-    from tests.pretrained_helpers import GaussianDenoiser
+    from tests.helpers.pretrained import GaussianDenoiser
 
     pkl = tmp_path / "net.pkl"
     pkl.write_bytes(pickle.dumps(GaussianDenoiser()))

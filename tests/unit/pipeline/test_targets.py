@@ -7,7 +7,7 @@ from cartoonist.errors import ConfigError
 from cartoonist.models.checkpoint import load_denoiser
 from cartoonist.pipeline import preflight
 from cartoonist.pipeline.targets import likelihood_kind, model_kind
-from tests.pipeline_helpers import compose_cfg
+from tests.helpers.pipeline import compose_cfg
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ from cartoonist import VE, VP, score_from_eps
 from cartoonist.models.diffusers import DiffusersModel
 from cartoonist.models.diffusers_adapters import DiscreteTimeMap
 from cartoonist.pipeline import ConfigError
-from tests.pretrained_helpers import save_tiny_diffusers
+from tests.helpers.pretrained import save_tiny_diffusers
 
 diffusers = pytest.importorskip("diffusers")
 

@@ -18,7 +18,7 @@ from cartoonist.errors import ConfigError
 from cartoonist.models.adapters import EDMScore
 from cartoonist.models.checkpoint import load_denoiser
 from cartoonist.models.edm import EDMDenoiser
-from tests.pretrained_helpers import GaussianDenoiser
+from tests.helpers.pretrained import GaussianDenoiser
 
 DT = torch.float64
 MEANS = [[-1.0, 0.5, 2.0, 0.0], [1.5, -0.5, 0.0, 1.0]]
@@ -76,21 +76,21 @@ def _check_loaded(score, label_mu=0.0):
 def test_import_path_class_and_labels(tmp_path):
     """module:attr of a class (built with no arguments) or a function; one-hot class labels."""
     cfg = dict(event_shape=[1, 2, 2], schedule="vp")
-    score = EDMDenoiser("tests.pretrained_helpers:GaussianDenoiser", **cfg).load()
+    score = EDMDenoiser("tests.helpers.pretrained:GaussianDenoiser", **cfg).load()
     assert score.schedule == VP(LO, HI) and score.event_shape == (1, 2, 2)
     assert score.log_jacobian == pytest.approx(4 * math.log(2 / 256))
     _check_loaded(score)
-    _check_loaded(EDMDenoiser("tests.pretrained_helpers:exact_denoiser", **cfg).load())
-    cond = EDMDenoiser("tests.pretrained_helpers:ConditionalDenoiser", class_labels=2, **cfg)
+    _check_loaded(EDMDenoiser("tests.helpers.pretrained:exact_denoiser", **cfg).load())
+    cond = EDMDenoiser("tests.helpers.pretrained:ConditionalDenoiser", class_labels=2, **cfg)
     _check_loaded(cond.load(), label_mu=1.0)  # class 2 → one-hot [0, 0, 1] → μ = 1
     soft = EDMDenoiser(
-        "tests.pretrained_helpers:ConditionalDenoiser", class_labels=[0.5, 0.0, 0.5], **cfg
+        "tests.helpers.pretrained:ConditionalDenoiser", class_labels=[0.5, 0.0, 0.5], **cfg
     )
     _check_loaded(soft.load(), label_mu=0.0)  # the mean of classes 0 and 2: μ = 0
     with pytest.raises(ConfigError, match="outside"):
-        EDMDenoiser("tests.pretrained_helpers:ConditionalDenoiser", class_labels=5, **cfg).load()
+        EDMDenoiser("tests.helpers.pretrained:ConditionalDenoiser", class_labels=5, **cfg).load()
     with pytest.raises(ConfigError, match="cannot import"):
-        EDMDenoiser("tests.pretrained_helpers:NoSuchThing", **cfg).load()
+        EDMDenoiser("tests.helpers.pretrained:NoSuchThing", **cfg).load()
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
@@ -127,7 +127,7 @@ def test_bad_paths_and_settings_fail_in_one_line(tmp_path):
         (dict(path=str(tmp_path)), "not a file"),
         (dict(path=str(bad), allow_pickle=True), "garbage.pkl"),
         (
-            dict(path="tests.pretrained_helpers:GaussianDenoiser", sigma_min=1.0, sigma_max=0.5),
+            dict(path="tests.helpers.pretrained:GaussianDenoiser", sigma_min=1.0, sigma_max=0.5),
             "sigma",
         ),
     ]
@@ -138,7 +138,7 @@ def test_bad_paths_and_settings_fail_in_one_line(tmp_path):
         msg = str(e.value)
         assert needle in msg and len(msg.splitlines()) == 1, msg
     with pytest.raises(ConfigError, match="event_shape"):
-        EDMDenoiser("tests.pretrained_helpers:GaussianDenoiser", event_shape=None).check()
+        EDMDenoiser("tests.helpers.pretrained:GaussianDenoiser", event_shape=None).check()
     with open(tmp_path / "d.pkl", "wb") as f:
         pickle.dump({"net": GaussianDenoiser()}, f)
     with pytest.raises(ConfigError, match="pickle_key"):

@@ -3,7 +3,7 @@
 import torch
 
 import cartoonist as c
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def test_pathwise_estimate_on_gmm(gmm2d, vp8):

@@ -10,7 +10,7 @@ import torch
 import cartoonist as c
 from cartoonist.diffusion.sde_tracking import schedule_derivatives
 from cartoonist.oracles import GaussianMixture
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def _gauss_hermite_2d(n=40):

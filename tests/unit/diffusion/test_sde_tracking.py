@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import cartoonist as c
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def _track(gmm, sch, steps, n=2000, seed=0, scheme="euler"):

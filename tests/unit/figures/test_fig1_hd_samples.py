@@ -6,7 +6,7 @@ import torch
 from cartoonist.diffusion import hd_ode, posterior_mean
 from cartoonist.figures import LearnedModel, fig1_hd_samples
 from cartoonist.figures.fig1_hd_samples import learned_columns, learned_log_prob
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def test_tweedie_posterior_mean_matches_oracle(gmm2d):

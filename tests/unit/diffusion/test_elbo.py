@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import cartoonist as c
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def _smoothed_target(gmm, sch, x0, n=400, seed=0):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import cartoonist as c
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def test_pf_ode_exact_trace_matches_closed_form(gmm2d, vp8):

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import cartoonist as c
-from tests.conftest import gen
+from tests.helpers.rng import gen
 
 
 def _tracked_vs_newton(gmm, x_t, lam_t, lam_end, **kw):
