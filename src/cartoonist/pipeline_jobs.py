@@ -12,42 +12,10 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion import (
-    LikelihoodResult,
-    SampleResult,
-    Schedule,
-    sample_sde,
-    track_mode,
-)
+from cartoonist.diffusion import Keys, LikelihoodResult, Schedule, sample_sde
 from cartoonist.diffusion.integrators import show_progress
 
-__all__ = ["sample_job", "evaluate_job", "mode_tracking_sampler", "sde_tracking", "exact_log_prob"]
-
-
-def mode_tracking_sampler(
-    score,
-    schedule: Schedule,
-    x_init: Tensor,
-    steps: int = 400,
-    lambda_t: float = 0.0,
-    sde_steps: int = 500,
-    seed: int = 0,
-    sample_ids=None,
-) -> SampleResult:
-    """Reverse SDE to λ_t, then the Theorem 5 mode-tracking ODE to λ_max (small D only).
-
-    Uses the closed-form Hessian and ∇Δlog p when `score` is an oracle, else autograd.
-    """
-    grid = schedule.grid(sde_steps, schedule.lambda_min, lambda_t)
-    x_t = sample_sde(
-        score, schedule, x_init, grid=grid, seed=seed, sample_ids=sample_ids, track_logp=False
-    )
-    kw = {}
-    if hasattr(score, "hessian") and hasattr(score, "grad_laplacian"):
-        kw = dict(hessian_fn=score.hessian, grad_laplacian_fn=score.grad_laplacian)
-    res = track_mode(score, schedule, x_t.x, lambda_t, steps, **kw)
-    res.nfe += x_t.nfe
-    return res
+__all__ = ["sample_job", "evaluate_job", "sde_tracking", "exact_log_prob"]
 
 
 def sde_tracking(*args, **kwargs):
@@ -90,7 +58,7 @@ def sample_job(
 
     Args:
         score, schedule: the model.
-        sampler: (score, schedule, x_init, seed=, sample_ids=) -> SampleResult.
+        sampler: (score, schedule, x, noise=Keys(seed, ids)) -> SampleResult.
         event_shape: shape of one sample.
         seed: keys the prior draws and every noise by (seed, sample id).
         oracle: the exact model, when there is one: its log p_{λ_max} is written as "exact".
@@ -102,10 +70,9 @@ def sample_job(
     def job(ids: Tensor, device=None) -> dict:
         n = ids.numel()
         dtype = torch.float64 if oracle is not None else torch.float32
-        x_init = schedule.sample_prior(
-            (n, *event_shape), seed=seed, sample_ids=ids.tolist(), dtype=dtype, device=device
-        )
-        res, wall = _timed(sampler, score, schedule, x_init, seed=seed, sample_ids=ids.tolist())
+        keys = Keys(seed, ids.tolist())
+        x_init = schedule.sample_prior((n, *event_shape), noise=keys, dtype=dtype, device=device)
+        res, wall = _timed(sampler, score, schedule, x_init, noise=keys)
         out = {
             "x": res.x.float(),
             "nfe": torch.full((n,), res.nfe),
@@ -117,9 +84,7 @@ def sample_job(
             out["logp_exact"] = oracle.log_prob(res.x, schedule.lambda_max)
         if likelihood is not None:
             name, estimator = likelihood
-            lik, lwall = _timed(
-                estimator, score, schedule, res.x, seed=seed, sample_ids=ids.tolist()
-            )
+            lik, lwall = _timed(estimator, score, schedule, res.x, noise=keys)
             out[f"logp_{name}"] = lik.logp.double()
             out[f"nfe_{name}"] = torch.full((n,), lik.nfe)
             out[f"wall_s_{name}"] = torch.full((n,), lwall / n, dtype=torch.float64)
@@ -149,12 +114,12 @@ def evaluate_job(
     """
 
     def job(ids: Tensor, device=None) -> dict:
-        n, id_list = ids.numel(), ids.tolist()
+        n, keys = ids.numel(), Keys(seed, ids.tolist())
         out: dict = {}
         if source == "samples":
             dtype = torch.float64 if oracle is not None else torch.float32
             x_init = schedule.sample_prior(
-                (n, *event_shape), seed=seed, sample_ids=id_list, dtype=dtype, device=device
+                (n, *event_shape), noise=keys, dtype=dtype, device=device
             )
             gen, _ = _timed(
                 sample_sde,
@@ -162,8 +127,7 @@ def evaluate_job(
                 schedule,
                 x_init,
                 sde_steps,
-                seed=seed,
-                sample_ids=id_list,
+                noise=keys,
                 logp_scheme=sde_logp_scheme,
             )
             x = gen.x
@@ -172,7 +136,7 @@ def evaluate_job(
             x = data[ids].to(dtype=torch.float64 if oracle is not None else torch.float32)
             x = x.to(device)
         if name != "sde_tracking":
-            res, wall = _timed(estimator, score, schedule, x, seed=seed, sample_ids=id_list)
+            res, wall = _timed(estimator, score, schedule, x, noise=keys)
             out[f"logp_{name}"] = res.logp.double()
             out["nfe"] = torch.full((n,), res.nfe)
             out["wall_s"] = torch.full((n,), wall / n, dtype=torch.float64)
