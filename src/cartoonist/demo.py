@@ -24,7 +24,7 @@ __all__ = ["main", "run_demo"]
 def run_demo(cfg: DictConfig) -> dict:
     """Run the demo; returns the summary."""
     from cartoonist import tasks
-    from cartoonist.diffusion import bits_per_dim, hd_sample, sample_ode, sample_sde
+    from cartoonist.diffusion import Keys, bits_per_dim, hd_sample, sample_ode, sample_sde
     from cartoonist.diffusion.integrators import show_progress
     from cartoonist.pipeline import (
         build_score,
@@ -43,7 +43,7 @@ def run_demo(cfg: DictConfig) -> dict:
     dm.setup()
     oracle, schedule, _, logjac = build_score(cfg, dm)
     n, shape, D = cfg.n_samples, (cfg.n_samples, *dm.event_shape), dm.dim
-    x_T = schedule.sample_prior(shape, seed=cfg.seed, dtype=torch.float64)
+    x_T = schedule.sample_prior(shape, noise=Keys(cfg.seed), dtype=torch.float64)
     exact = lambda x: oracle.log_prob(x, schedule.lambda_max)  # noqa: E731
     with show_progress("reverse SDE"):
         sde = sample_sde(
@@ -51,13 +51,15 @@ def run_demo(cfg: DictConfig) -> dict:
             schedule,
             x_T,
             cfg.sde_steps,
-            seed=cfg.seed,
+            noise=Keys(cfg.seed),
             logp_scheme=cfg.get("sde_logp_scheme", "corrected"),
         )
     ode = sample_ode(oracle, schedule, x_T, cfg.hd_steps, method="euler", track_logp=False)
     rows, panels = [], {"PF-ODE": (ode.x, exact(ode.x))}
     for thr in cfg.thresholds:
-        hd = hd_sample(oracle, schedule, x_T, float(thr), cfg.hd_steps, seed=cfg.seed)
+        hd = hd_sample(
+            oracle, schedule, x_T, cfg.hd_steps, lambda_threshold=float(thr), noise=Keys(cfg.seed)
+        )
         panels[f"HD λ_thr={thr:g}"] = (hd.x, exact(hd.x))
     ids = list(range(n))
     for name, (x, lp) in [

@@ -174,7 +174,8 @@ def ode_log_prob_along(
         SampleResult(x [B, ...] at grid[-1], logp [B] nats, nfe).
     """
     x = check_inputs(x, schedule, noise)
-    if not (callable(velocity) or isinstance(velocity, (int, float))) or isinstance(velocity, bool):
+    numeric = isinstance(velocity, (int, float)) and not isinstance(velocity, bool)
+    if not (callable(velocity) or numeric):
         raise ValueError(f"velocity must be a number η or a callable, got {velocity!r}")
     check_ode_options(method, divergence, probes, backend)
     grid = resolve_grid(schedule, steps, grid, schedule.lambda_min, schedule.lambda_max, None)

@@ -76,7 +76,7 @@ def resolve_grid(
     end: float,
     increasing: bool | None,
 ) -> Tensor:
-    """The λ grid of a call: `grid` if given (checked), else `steps` intervals from start to end."""
+    """The λ grid of a call: `grid` if given (checked), else `steps` steps from start to end."""
     if grid is None:
         if steps is None:
             raise ValueError("give either steps or grid")
@@ -86,8 +86,10 @@ def resolve_grid(
 
 
 def initial_logp(schedule: Schedule, x: Tensor, grid: Tensor, logp_init, track_logp: bool):
-    """[B] float64 log p at the grid's start when tracking (default: the prior at λ_min), else
-    None."""
+    """[B] float64 log p at the grid's start when tracking, else None.
+
+    The default is the prior's log-density, valid only when the grid starts at λ_min.
+    """
     if not track_logp:
         return None
     if logp_init is None:

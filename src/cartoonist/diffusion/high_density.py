@@ -24,7 +24,6 @@ from cartoonist.diffusion.contract import (
     check_lambda_value,
     check_ode_options,
     initial_logp,
-    resolve_grid,
 )
 from cartoonist.diffusion.integrators import check_grid
 from cartoonist.diffusion.ode_likelihood import sample_ode

@@ -58,13 +58,17 @@ Drift = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor | None]"]
 FIXED_METHODS = ("euler", "heun")
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
 # Every method name accepted: ours, then torchdiffeq's fixed-grid and adaptive solvers.
-ODE_METHODS = FIXED_METHODS + (
-    "rk4",
-    "midpoint",
-    "explicit_adams",
-    "implicit_adams",
-    "fixed_adams",
-) + _ADAPTIVE
+ODE_METHODS = (
+    FIXED_METHODS
+    + (
+        "rk4",
+        "midpoint",
+        "explicit_adams",
+        "implicit_adams",
+        "fixed_adams",
+    )
+    + _ADAPTIVE
+)
 
 
 def check_grid(grid, schedule=None, increasing: bool | None = None, name: str = "grid") -> Tensor:
@@ -121,7 +125,9 @@ def integrate_ode(
         (x at grid[-1], acc at grid[-1], Trajectory or None).
     """
     if not callable(drift):
-        raise ValueError(f"drift must be callable (x, lam) -> (dx, da), got {type(drift).__name__}")
+        raise ValueError(
+            f"drift must be callable (x, lam) -> (dx, da), got {type(drift).__name__}"
+        )
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1 or x.numel() < 1:
         raise ValueError(f"x must be a non-empty floating tensor [B, ...], got {x!r:.60}")
     grid = check_grid(grid)
@@ -195,4 +201,3 @@ def _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record):
             lam=ts.clone(), x=ys[0].to(dtype), logp=ys[1] if acc is not None else None
         )
     return x_end, acc_end, traj
-

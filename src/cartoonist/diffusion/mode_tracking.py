@@ -27,7 +27,6 @@ from torch import Tensor
 from cartoonist.diffusion.contract import (
     ODE_METHODS,
     check_choice,
-    check_divergence,
     check_inputs,
     check_lambda_value,
     resolve_grid,
@@ -172,8 +171,14 @@ def track_mode(
     y0 = check_inputs(x, schedule, noise)
     check_choice(solver, ("exact", "cg"), "solver")
     check_choice(method, ODE_METHODS, "method")
-    if laplacian_probes is not None:
-        check_divergence("hutchinson", laplacian_probes, "forward")
+    if laplacian_probes is not None and (
+        isinstance(laplacian_probes, bool)
+        or not isinstance(laplacian_probes, int)
+        or laplacian_probes < 1
+    ):
+        raise ValueError(
+            f"laplacian_probes must be None or a positive integer, got {laplacian_probes!r}"
+        )
     if grid is None:
         if lambda_t is None:
             raise ValueError("track_mode needs lambda_t, the log-SNR of x (or an explicit grid)")

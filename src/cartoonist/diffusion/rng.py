@@ -321,8 +321,11 @@ def as_noise(noise, batch_size: int, stream: str, dtype=torch.float32, device=No
 
 
 def next_stage(noise, k: int = 1):
-    """The `noise=` of a later stage: `Keys.stage(k)` for keys (None counts as Keys(0)); a
-    Generator or NoiseSource is shared, continuing its draws."""
+    """The `noise=` of a later stage of a sampler.
+
+    `Keys.stage(k)` for keys (None counts as Keys(0)); a Generator or NoiseSource is shared and
+    continues its draws.
+    """
     if noise is None:
         noise = Keys()
     return noise.stage(k) if isinstance(noise, Keys) else noise
