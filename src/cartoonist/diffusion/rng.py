@@ -280,9 +280,6 @@ class Keys:
         return Keys(self.seed + int(k), self.sample_ids)
 
 
-Noise = "Keys | torch.Generator | NoiseSource | None"
-
-
 def check_noise(noise, batch_size: int) -> None:
     """Validate a `noise=` argument against the batch (ValueError naming `noise`)."""
     if noise is None or isinstance(noise, torch.Generator):
