@@ -35,7 +35,7 @@ else:
     gmm = GaussianMixture([0.5, 0.5], torch.randn(2, D, generator=g, dtype=torch.float64),
                           0.1 + torch.rand(2, D, generator=g, dtype=torch.float64), sch)
     x = gmm.sample_noised(batch, 0.0, g)
-    run = lambda: track_mode(gmm, sch, x, 0.0, steps, method="rk4", solver="cg",
+    run = lambda: track_mode(gmm, sch, x, steps, lambda_t=0.0, method="rk4", solver="cg",
                              hvp_fn=gmm.hvp, grad_laplacian_fn=gmm.grad_laplacian)
 def hwm():
     return int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1)) / 1024

@@ -20,7 +20,7 @@ from benchmarks.common import (
     table,
     unet,
 )
-from cartoonist.diffusion import VP, hd_sample, sample_ode, sample_sde, score_from_eps
+from cartoonist.diffusion import VP, Keys, hd_sample, sample_ode, sample_sde, score_from_eps
 
 
 def main():
@@ -38,16 +38,18 @@ def main():
     rows, out = [], {}
     for name, net, shape, batch in cases:
         score = score_from_eps(net, sch)
-        x = sch.sample_prior((batch, *shape), seed=0, device=args.device).float()
+        x = sch.sample_prior((batch, *shape), noise=Keys(0), device=args.device).float()
         lam = torch.full((batch,), 0.5, device=args.device)
         samplers = {
-            "sde (Thm 1 log p)": (lambda: sample_sde(score, sch, x, steps, seed=1), steps),
+            "sde (Thm 1 log p)": (lambda: sample_sde(score, sch, x, steps, noise=Keys(1)), steps),
             "pf_ode heun (no log p)": (
                 lambda: sample_ode(score, sch, x, steps // 2, track_logp=False),
                 2 * (steps // 2),
             ),
             "hd (sde → HD-ODE)": (
-                lambda: hd_sample(score, sch, x, 0.0, steps, first_stage="sde", seed=1),
+                lambda: hd_sample(
+                    score, sch, x, steps, lambda_threshold=0.0, first_stage="sde", noise=Keys(1)
+                ),
                 steps,
             ),
         }
@@ -58,7 +60,7 @@ def main():
             )
             # Longer than one 64-draw noise block: what prefetching the next block buys.
             samplers["sde (Thm 1 log p), 256 steps"] = (
-                lambda: sample_sde(score, sch, x, 256, seed=1),
+                lambda: sample_sde(score, sch, x, 256, noise=Keys(1)),
                 256,
             )
             samplers["sde, one CUDA generator"] = (

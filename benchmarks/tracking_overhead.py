@@ -20,7 +20,7 @@ from benchmarks.common import (
     table,
     unet,
 )
-from cartoonist.diffusion import VP, sample_sde, score_from_eps
+from cartoonist.diffusion import VP, Keys, sample_sde, score_from_eps
 
 
 def main():
@@ -41,11 +41,11 @@ def main():
     rows, out = [], {}
     for name, net, shape, batch in cases:
         score = score_from_eps(net, sch)
-        x = sch.sample_prior((batch, *shape), seed=0, device=args.device).float()
+        x = sch.sample_prior((batch, *shape), noise=Keys(0), device=args.device).float()
 
         def run(track, scheme="corrected"):
             return lambda: sample_sde(
-                score, sch, x, steps, seed=1, track_logp=track, logp_scheme=scheme
+                score, sch, x, steps, noise=Keys(1), track_logp=track, logp_scheme=scheme
             )
 
         with torch.inference_mode():

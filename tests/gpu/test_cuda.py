@@ -49,7 +49,7 @@ def test_oracle_on_cuda_matches_cpu(gmm2d, gmm2d_cuda):
 @pytest.mark.parametrize("scheme", ["corrected", "euler"])
 def test_sde_tracking_same_on_cuda(gmm2d, gmm2d_cuda, vp8, scheme):
     xT = gmm2d.sample_noised(256, vp8.lambda_min, gen(3))
-    kw = dict(seed=3, logp_scheme=scheme)
+    kw = dict(noise=c.Keys(3), logp_scheme=scheme)
     cpu = c.sample_sde(gmm2d, vp8, xT, 400, logp_init=gmm2d.log_prob(xT, vp8.lambda_min), **kw)
     xc = xT.to(CUDA)
     gpu = c.sample_sde(
@@ -89,8 +89,8 @@ def test_sde_with_a_cuda_generator(gmm2d, gmm2d_cuda, vp8):
 def test_pf_ode_log_prob_same_on_cuda(gmm2d, gmm2d_cuda, vp8, kw):
     kw = {"steps": 64, **kw}
     x0 = gmm2d.sample(32, gen(4))
-    cpu = c.ode_log_prob(gmm2d, vp8, x0, seed=4, **kw)
-    gpu = c.ode_log_prob(gmm2d_cuda, vp8, x0.to(CUDA), seed=4, **kw)
+    cpu = c.ode_log_prob(gmm2d, vp8, x0, noise=c.Keys(4), **kw)
+    gpu = c.ode_log_prob(gmm2d_cuda, vp8, x0.to(CUDA), noise=c.Keys(4), **kw)
     close(cpu.logp, gpu.logp, atol=1e-7, rtol=1e-7)
     if kw["divergence"] == "exact":  # PF-ODE of the exact score = the exact log-density
         true = gmm2d.log_prob(x0, vp8.lambda_max)
@@ -98,7 +98,7 @@ def test_pf_ode_log_prob_same_on_cuda(gmm2d, gmm2d_cuda, vp8, kw):
 
 
 def test_pf_ode_sampling_same_on_cuda(gmm2d, gmm2d_cuda, vp8):
-    xT = vp8.sample_prior((32, 2), seed=5, dtype=torch.float64)
+    xT = vp8.sample_prior((32, 2), noise=c.Keys(5), dtype=torch.float64)
     cpu = c.sample_ode(gmm2d, vp8, xT, 64, divergence="exact")
     gpu = c.sample_ode(gmm2d_cuda, vp8, xT.to(CUDA), 64, divergence="exact")
     close(cpu.x, gpu.x, atol=1e-8, rtol=1e-8)
@@ -108,15 +108,15 @@ def test_pf_ode_sampling_same_on_cuda(gmm2d, gmm2d_cuda, vp8):
 @pytest.mark.parametrize("estimator", ["denoising", "divergence"])
 def test_elbo_same_on_cuda(gmm2d, gmm2d_cuda, vp8, estimator):
     x0 = gmm2d.sample(64, gen(6))
-    cpu = c.elbo(gmm2d, vp8, x0, 32, estimator=estimator, seed=6)
-    gpu = c.elbo(gmm2d_cuda, vp8, x0.to(CUDA), 32, estimator=estimator, seed=6)
+    cpu = c.elbo(gmm2d, vp8, x0, 32, estimator=estimator, noise=c.Keys(6))
+    gpu = c.elbo(gmm2d_cuda, vp8, x0.to(CUDA), 32, estimator=estimator, noise=c.Keys(6))
     close(cpu.logp, gpu.logp, atol=1e-8, rtol=1e-8)
 
 
 def test_forward_sde_same_on_cuda(gmm2d, gmm2d_cuda, vp8):
     x0 = gmm2d.sample(32, gen(7))
-    cpu = c.forward_sde_log_prob(gmm2d, vp8, x0, 200, seed=7)
-    gpu = c.forward_sde_log_prob(gmm2d_cuda, vp8, x0.to(CUDA), 200, seed=7)
+    cpu = c.forward_sde_log_prob(gmm2d, vp8, x0, 200, noise=c.Keys(7))
+    gpu = c.forward_sde_log_prob(gmm2d_cuda, vp8, x0.to(CUDA), 200, noise=c.Keys(7))
     close(cpu.logp, gpu.logp, atol=1e-8, rtol=1e-8)
 
 
@@ -127,14 +127,14 @@ def test_mode_tracking_on_cuda_hits_newton(gmm2d, gmm2d_cuda, solver):
     kw = dict(lambda_end=7.0, solver=solver, grad_laplacian_fn=gmm2d_cuda.grad_laplacian)
     if solver == "exact":
         kw["hessian_fn"] = gmm2d_cuda.hessian
-    m = c.track_mode(gmm2d_cuda, gmm2d_cuda.schedule, x_t, lam_t, 400, **kw)
+    m = c.track_mode(gmm2d_cuda, gmm2d_cuda.schedule, x_t, 400, lambda_t=lam_t, **kw)
     ref = c.newton_mode(
         gmm2d_cuda,
         gmm2d_cuda.schedule,
         x_t,
-        lam_t,
-        7.0,
-        x_init=m.x,
+        lambda_t=lam_t,
+        lambda_s=7.0,
+        start=m.x,
         hessian_fn=gmm2d_cuda.hessian,
         log_prob=gmm2d_cuda.log_prob,
     )
@@ -144,10 +144,10 @@ def test_mode_tracking_on_cuda_hits_newton(gmm2d, gmm2d_cuda, solver):
 
 @pytest.mark.parametrize("first_stage", ["ode", "sde"])
 def test_hd_sampler_same_on_cuda(gmm2d, gmm2d_cuda, vp8, first_stage):
-    xT = vp8.sample_prior((64, 2), seed=9, dtype=torch.float64)
-    kw = dict(first_stage=first_stage, seed=9, track_logp=True, divergence="exact")
-    cpu = c.hd_sample(gmm2d, vp8, xT, 0.0, 200, **kw)
-    gpu = c.hd_sample(gmm2d_cuda, vp8, xT.to(CUDA), 0.0, 200, **kw)
+    xT = vp8.sample_prior((64, 2), noise=c.Keys(9), dtype=torch.float64)
+    kw = dict(first_stage=first_stage, noise=c.Keys(9), track_logp=True, divergence="exact")
+    cpu = c.hd_sample(gmm2d, vp8, xT, 200, lambda_threshold=0.0, **kw)
+    gpu = c.hd_sample(gmm2d_cuda, vp8, xT.to(CUDA), 200, lambda_threshold=0.0, **kw)
     close(cpu.x, gpu.x, atol=1e-8, rtol=1e-8)
     close(cpu.logp, gpu.logp, atol=1e-7, rtol=1e-7)
 
@@ -159,7 +159,7 @@ def test_unet_float32_on_cuda():
     torch.manual_seed(0)
     net = UNet(event_shape=(1, 8, 8), channels=[32, 64, 64]).eval().requires_grad_(False)
     sch = c.VP(-10.0, 10.0)
-    xT = sch.sample_prior((16, 1, 8, 8), seed=10).float()
+    xT = sch.sample_prior((16, 1, 8, 8), noise=c.Keys(10)).float()
     prev = torch.backends.cudnn.allow_tf32
     torch.backends.cudnn.allow_tf32 = False  # compare float32 with float32
     try:
@@ -167,8 +167,8 @@ def test_unet_float32_on_cuda():
         for dev in ("cpu", CUDA):
             n = net.to(dev)
             s = c.score_from_eps(n, sch)
-            res = c.sample_sde(s, sch, xT.to(dev), 100, seed=10)
-            ll = c.ode_log_prob(s, sch, res.x, 32, seed=10)
+            res = c.sample_sde(s, sch, xT.to(dev), 100, noise=c.Keys(10))
+            ll = c.ode_log_prob(s, sch, res.x, 32, noise=c.Keys(10))
             out[dev] = (res.x.cpu(), res.logp.cpu(), ll.logp.cpu())
     finally:
         torch.backends.cudnn.allow_tf32 = prev

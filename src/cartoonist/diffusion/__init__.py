@@ -1,7 +1,13 @@
 """The paper's maths in pure PyTorch (no Lightning, Hydra or wandb imports).
 
-Every estimator works in log-SNR time λ (see `schedules`) and takes a score function
-`score(x [B, ...], lam [B]) -> [B, ...]`. Log-densities are per sample, in nats (float64).
+Every sampler and estimator works in log-SNR time λ (see `schedules`) and follows one contract,
+documented in `cartoonist.diffusion.contract`:
+
+    fn(score, schedule, x, steps=..., *, grid=None, noise=None, track_logp=..., logp_init=None,
+       record=False, method=..., divergence="hutchinson", probes=1, backend="forward", ...)
+
+with `score(x [B, ...], lam [B]) -> ∇log p_λ(x) [B, ...]`, `noise` a `Keys(seed, sample_ids)`, a
+torch.Generator or None (= Keys(0)), and log-densities per sample in nats (float64).
 """
 
 from cartoonist.diffusion.any_ode import log_density_drift, ode_log_prob_along
@@ -11,10 +17,15 @@ from cartoonist.diffusion.elbo import LambdaProposal, bits_per_dim, dequantize, 
 from cartoonist.diffusion.forward_sde import forward_sde_log_prob
 from cartoonist.diffusion.high_density import hd_ode, hd_sample, split_steps
 from cartoonist.diffusion.integrators import integrate_ode
-from cartoonist.diffusion.mode_tracking import ModeResult, newton_mode, track_mode
+from cartoonist.diffusion.mode_tracking import (
+    ModeResult,
+    newton_mode,
+    sample_mode_tracking,
+    track_mode,
+)
 from cartoonist.diffusion.ode_likelihood import ode_log_prob, sample_ode
 from cartoonist.diffusion.results import LikelihoodResult, SampleResult, Trajectory
-from cartoonist.diffusion.rng import BatchNoise, SampleNoise
+from cartoonist.diffusion.rng import BatchNoise, Keys, SampleNoise
 from cartoonist.diffusion.schedules import EDM, VE, VP, Flow, Schedule
 from cartoonist.diffusion.score import (
     CountedScore,
@@ -33,6 +44,7 @@ __all__ = [
     "EDM",
     "Flow",
     "FixedProbes",
+    "Keys",
     "LambdaProposal",
     "LikelihoodResult",
     "ModeResult",
@@ -57,6 +69,7 @@ __all__ = [
     "ode_log_prob",
     "ode_log_prob_along",
     "posterior_mean",
+    "sample_mode_tracking",
     "sample_ode",
     "sample_sde",
     "score_from_eps",

@@ -17,20 +17,20 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from cartoonist.diffusion.contract import (
+    check_inputs,
+    check_ode_options,
+    initial_logp,
+    resolve_grid,
+)
 from cartoonist.diffusion.divergence import score_and_laplacian
-from cartoonist.diffusion.integrators import check_grid, integrate_ode
+from cartoonist.diffusion.integrators import integrate_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule
-from cartoonist.diffusion.score import (
-    CountedScore,
-    as_counted,
-    check_batch,
-    check_per_sample,
-    lam_batch,
-)
+from cartoonist.diffusion.score import CountedScore, as_counted, lam_batch
 
-__all__ = ["log_density_drift", "ode_log_prob_along"]
+__all__ = ["log_density_drift", "ode_log_prob_along", "run_ode"]
 
 Velocity = Callable[[Tensor, Tensor, Tensor], Tensor]
 
@@ -91,19 +91,63 @@ def log_density_drift(
     return drift
 
 
+def run_ode(
+    score,
+    schedule: Schedule,
+    x: Tensor,
+    grid: Tensor,
+    velocity: float | Velocity,
+    *,
+    track_logp: bool,
+    logp_init: Tensor | None,
+    method: str,
+    divergence: str,
+    probes: int,
+    backend: str,
+    noise,
+    rtol: float = 1e-5,
+    atol: float = 1e-5,
+    record: bool = False,
+) -> tuple[SampleResult, Tensor | None]:
+    """The one runner of the ODE family: integrate dx/dλ = w along `grid` with the Lemma.
+
+    Arguments are assumed checked (see `contract`). Args as in `ode_log_prob_along`; `logp_init`
+    [B] float64 or None (then log p is still tracked when `track_logp`, from 0).
+
+    Returns:
+        (SampleResult(x at grid[-1], logp = logp_init + Δ or None, nfe, trajectory),
+         Δ [B] = ∫ d log p/dλ dλ along the path (float64) or None).
+    """
+    sc = as_counted(score)
+    probe_noise = _probe_source(noise, x, method, probes, divergence)
+    drift = log_density_drift(
+        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, backend
+    )
+    acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) if track_logp else None
+    x, delta, traj = integrate_ode(
+        drift, x, grid, acc=acc0, method=method, rtol=rtol, atol=atol, score=sc, record=record
+    )
+    lp = None
+    if logp_init is not None:
+        lp = logp_init + delta
+        if traj is not None:
+            traj.logp = logp_init + traj.logp
+    return SampleResult(x=x, logp=lp, nfe=sc.nfe, trajectory=traj), delta
+
+
 def ode_log_prob_along(
     score,
     schedule: Schedule,
-    x_init: Tensor,
-    grid,
-    velocity: float | Velocity,
-    logp_init,
+    x: Tensor,
+    steps: int | None = None,
+    *,
+    grid=None,
+    velocity: float | Velocity = 1.0,
+    logp_init=None,
     method: str = "euler",
     divergence: str = "hutchinson",
     probes: int = 1,
     backend: str = "forward",
-    seed: int = 0,
-    sample_ids=None,
     noise=None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -114,41 +158,54 @@ def ode_log_prob_along(
     Args:
         score: score function (x [B, ...], lam [B]) -> ∇log p_λ [B, ...].
         schedule: diffusion schedule.
-        x_init: [B, ...] state at grid[0].
+        x: [B, ...] state at grid[0].
+        steps: uniform steps λ_min → λ_max when no `grid` is given.
         grid: [N] λ points (either direction).
-        velocity: η or callable (x, lam [B], s) -> w; see `log_density_drift`.
-        logp_init: [B] log p_{grid[0]}(x_init) in nats.
+        velocity: η or callable (x, lam [B], s) -> w; see `log_density_drift` (1 = PF-ODE,
+            2 = HD-ODE).
+        logp_init: [B] log p_{grid[0]}(x) in nats (default: the prior, if grid[0] = λ_min).
         method: "euler", "heun" or a torchdiffeq method (adaptive ones fix the probes).
         divergence, probes, backend: Laplacian estimator ("hutchinson", "exact" or "analytic";
             see `score_and_laplacian`).
-        seed, sample_ids, noise: keyed per-sample probe noise (stream "probe").
+        noise: Keys, torch.Generator or None: the probes (stream "probe").
         record: keep the trajectory.
 
     Returns:
         SampleResult(x [B, ...] at grid[-1], logp [B] nats, nfe).
     """
-    x = check_batch(x_init, "x_init")
-    grid = check_grid(grid, schedule)
-    lp = check_per_sample(logp_init, x, "logp_init")
-    sc = as_counted(score)
-    probe_noise = _probe_source(noise, seed, x, sample_ids, method, probes, divergence)
-    drift = log_density_drift(
-        sc, schedule, velocity, True, divergence, probes, probe_noise, backend
+    x = check_inputs(x, schedule, noise)
+    numeric = isinstance(velocity, (int, float)) and not isinstance(velocity, bool)
+    if not (callable(velocity) or numeric):
+        raise ValueError(f"velocity must be a number η or a callable, got {velocity!r}")
+    check_ode_options(method, divergence, probes, backend)
+    grid = resolve_grid(schedule, steps, grid, schedule.lambda_min, schedule.lambda_max, None)
+    lp = initial_logp(schedule, x, grid, logp_init, True)
+    res, _ = run_ode(
+        score,
+        schedule,
+        x,
+        grid,
+        velocity,
+        track_logp=True,
+        logp_init=lp,
+        method=method,
+        divergence=divergence,
+        probes=probes,
+        backend=backend,
+        noise=noise,
+        rtol=rtol,
+        atol=atol,
+        record=record,
     )
-    x, lp_delta, traj = integrate_ode(
-        drift, x, grid, torch.zeros_like(lp), method, rtol, atol, sc, record
-    )
-    if traj is not None:
-        traj.logp = lp + traj.logp
-    return SampleResult(x=x, logp=lp + lp_delta, nfe=sc.nfe, trajectory=traj)
+    return res
 
 
-def _probe_source(noise, seed, x, sample_ids, method, probes, divergence):
+def _probe_source(noise, x, method, probes, divergence):
     """Per-sample probe noise; fixed probes for adaptive solvers (their error control needs it)."""
     from cartoonist.diffusion.divergence import FixedProbes
     from cartoonist.diffusion.integrators import FIXED_METHODS
 
-    src = as_noise(noise, seed, x.shape[0], sample_ids, "probe", dtype=x.dtype, device=x.device)
+    src = as_noise(noise, x.shape[0], "probe", dtype=x.dtype, device=x.device)
     if isinstance(src, FixedProbes):
         return src
     if divergence == "hutchinson" and method not in FIXED_METHODS:

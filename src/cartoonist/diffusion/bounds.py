@@ -78,6 +78,7 @@ def tracking_bias(
     score_marginal: Callable[[Tensor, Tensor], Tensor],
     sample_marginal: Callable[[float], Tensor],
     schedule: Schedule,
+    *,
     n_lambda: int = 200,
 ) -> float:
     """The Theorem 3 bias formula ½ ∫ σ² E_{q_λ}‖s_θ − ∇log q_λ‖² dλ, by quadrature in λ.
@@ -94,6 +95,17 @@ def tracking_bias(
     Returns:
         The bias in nats.
     """
+    for name, fn in (
+        ("score_model", score_model),
+        ("score_marginal", score_marginal),
+        ("sample_marginal", sample_marginal),
+    ):
+        if not callable(fn):
+            raise ValueError(f"{name} must be callable, got {type(fn).__name__}")
+    if not isinstance(schedule, Schedule):
+        raise ValueError(f"schedule must be a Schedule, got {type(schedule).__name__}")
+    if isinstance(n_lambda, bool) or not isinstance(n_lambda, int) or n_lambda < 2:
+        raise ValueError(f"n_lambda must be an integer ≥ 2, got {n_lambda!r}")
     grid = schedule.grid(n_lambda)
     vals = []
     for lam in grid.tolist():

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from cartoonist.diffusion.contract import check_choice, check_divergence, check_inputs
 from cartoonist.diffusion.divergence import score_and_laplacian
 from cartoonist.diffusion.results import LikelihoodResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule
-from cartoonist.diffusion.score import as_counted, check_batch
+from cartoonist.diffusion.score import as_counted
 
 __all__ = ["LambdaProposal", "elbo", "bits_per_dim", "dequantize"]
 
@@ -95,13 +96,11 @@ class LambdaProposal:
 def elbo(
     score,
     schedule: Schedule,
-    x0: Tensor,
+    x: Tensor,
     n_lambda: int = 64,
     *,
     estimator: str = "denoising",
     proposal: LambdaProposal | None = None,
-    seed: int = 0,
-    sample_ids=None,
     noise=None,
     prior_log_prob=None,
     probes: int = 1,
@@ -111,12 +110,13 @@ def elbo(
     Args:
         score: score function (x [B, ...], lam [B]) -> [B, ...].
         schedule: diffusion schedule (integral over [λ_min, λ_max]).
-        x0: [B, ...] data points.
+        x: [B, ...] data points (at λ_max).
         n_lambda: λ points per sample (stratified: one per quantile interval of the proposal).
         estimator: "denoising" (default; no divergence) or "divergence" (the Theorem 4 form
             with a Hutchinson trace).
         proposal: q(λ) (default uniform); see `LambdaProposal.from_values` for an adaptive one.
-        seed, sample_ids, noise: keyed per-sample draws of λ ("lambda") and ε ("brownian").
+        noise: Keys (per-sample draws of λ from stream "lambda", ε from "brownian", probes from
+            "probe"; default Keys(0)), or a torch.Generator / NoiseSource that supplies all.
         prior_log_prob: callable [B, ...] -> [B] density at λ_min; by default the schedule's
             Gaussian prior, whose expectation is taken in closed form.
         probes: Hutchinson probes (divergence estimator only).
@@ -124,18 +124,20 @@ def elbo(
     Returns:
         LikelihoodResult(logp [B] = ELBO in nats, nfe, stderr [B] of the Monte Carlo estimate).
     """
-    if estimator not in ("denoising", "divergence"):
-        raise ValueError(f"estimator must be 'denoising' or 'divergence', got {estimator!r}")
-    if not isinstance(n_lambda, int) or n_lambda < 2:
+    x0 = check_inputs(x, schedule, noise)
+    check_choice(estimator, ("denoising", "divergence"), "estimator")
+    if isinstance(n_lambda, bool) or not isinstance(n_lambda, int) or n_lambda < 2:
         raise ValueError(f"n_lambda must be an integer ≥ 2, got {n_lambda!r}")
-    x0 = check_batch(x0, "x0")
+    check_divergence("hutchinson", probes, "forward")
+    if proposal is not None and not isinstance(proposal, LambdaProposal):
+        raise ValueError(f"proposal must be a LambdaProposal, got {type(proposal).__name__}")
     proposal = proposal or LambdaProposal.uniform(schedule.lambda_min, schedule.lambda_max)
     schedule.check_lambda(proposal.edges[[0, -1]], "proposal support")
     sc = as_counted(score)
     B, D, event = x0.shape[0], x0[0].numel(), x0.shape[1:]
-    lam_src = as_noise(noise, seed, B, sample_ids, "lambda", dtype=torch.float64)
-    eps_src = as_noise(noise, seed, B, sample_ids, "brownian", dtype=x0.dtype, device=x0.device)
-    probe_src = as_noise(noise, seed, B, sample_ids, "probe", dtype=x0.dtype, device=x0.device)
+    lam_src = as_noise(noise, B, "lambda", dtype=torch.float64)
+    eps_src = as_noise(noise, B, "brownian", dtype=x0.dtype, device=x0.device)
+    probe_src = as_noise(noise, B, "probe", dtype=x0.dtype, device=x0.device)
     vals = []
     for j in range(n_lambda):
         u = (j + torch.special.ndtr(lam_src.normal(()))) / n_lambda  # stratified uniform

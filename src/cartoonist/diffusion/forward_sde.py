@@ -14,12 +14,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cartoonist.diffusion.contract import check_divergence, check_inputs, resolve_grid
 from cartoonist.diffusion.divergence import score_and_laplacian
-from cartoonist.diffusion.integrators import check_grid, check_state, step_range
+from cartoonist.diffusion.integrators import check_state, step_range
 from cartoonist.diffusion.results import LikelihoodResult
 from cartoonist.diffusion.rng import as_noise
-from cartoonist.diffusion.schedules import Schedule, check_steps
-from cartoonist.diffusion.score import as_counted, check_batch, lam_batch
+from cartoonist.diffusion.schedules import Schedule
+from cartoonist.diffusion.score import as_counted, lam_batch
 
 __all__ = ["forward_sde_log_prob"]
 
@@ -27,17 +28,14 @@ __all__ = ["forward_sde_log_prob"]
 def forward_sde_log_prob(
     score,
     schedule: Schedule,
-    x0: Tensor,
+    x: Tensor,
     steps: int | None = 1000,
     *,
     grid=None,
     divergence: str = "hutchinson",
     probes: int = 1,
     backend: str = "forward",
-    seed: int = 0,
-    sample_ids=None,
     noise=None,
-    probe_noise=None,
     prior_log_prob=None,
 ) -> LikelihoodResult:
     """Pathwise Theorem 2 estimate of log p_{λ_max}(x0), in nats.
@@ -45,26 +43,24 @@ def forward_sde_log_prob(
     Args:
         score: score function (x [B, ...], lam [B]) -> [B, ...].
         schedule: diffusion schedule; the path runs λ_max → λ_min.
-        x0: [B, ...] data points (at λ_max).
+        x: [B, ...] data points (at λ_max).
         steps: Euler–Maruyama steps (one JVP each).
         grid: explicit decreasing λ grid (overrides steps).
         divergence, probes, backend: Laplacian estimator (see `jacobian_trace`).
-        seed, sample_ids: key the Brownian path ("brownian") and the probes ("probe") per sample.
-        noise, probe_noise: explicit noise sources (override seed).
+        noise: Keys (the Brownian path from stream "brownian", the probes from "probe"; default
+            Keys(0)), or a torch.Generator / NoiseSource that supplies both.
         prior_log_prob: callable [B, ...] -> [B] at λ_min (default: the schedule's prior).
 
     Returns:
         LikelihoodResult(logp [B] nats, nfe, latent = x at λ_min).
     """
-    x = check_batch(x0, "x0")
-    if grid is None:
-        check_steps(steps)
-        grid = schedule.grid(steps, schedule.lambda_max, schedule.lambda_min)
-    grid = check_grid(grid, schedule, increasing=False)
+    x = check_inputs(x, schedule, noise)
+    check_divergence(divergence, probes, backend)
+    grid = resolve_grid(schedule, steps, grid, schedule.lambda_max, schedule.lambda_min, False)
     sc = as_counted(score)
     B, D, event = x.shape[0], x[0].numel(), x.shape[1:]
-    bm = as_noise(noise, seed, B, sample_ids, "brownian", dtype=x.dtype, device=x.device)
-    pr = as_noise(probe_noise, seed, B, sample_ids, "probe", dtype=x.dtype, device=x.device)
+    bm = as_noise(noise, B, "brownian", dtype=x.dtype, device=x.device)
+    pr = as_noise(noise, B, "probe", dtype=x.dtype, device=x.device)
     f_all, g2_all = schedule.f_tilde(grid), schedule.g2(grid)
     acc = torch.zeros(B, dtype=torch.float64, device=x.device)
     n = grid.numel() - 1

@@ -17,12 +17,20 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.any_ode import _probe_source, log_density_drift
-from cartoonist.diffusion.integrators import check_grid, integrate_ode
+from cartoonist.diffusion.any_ode import run_ode
+from cartoonist.diffusion.contract import (
+    check_choice,
+    check_inputs,
+    check_lambda_value,
+    check_ode_options,
+    initial_logp,
+    span_grid,
+)
+from cartoonist.diffusion.integrators import check_grid
 from cartoonist.diffusion.ode_likelihood import sample_ode
 from cartoonist.diffusion.results import SampleResult, Trajectory
+from cartoonist.diffusion.rng import next_stage
 from cartoonist.diffusion.schedules import Schedule, check_steps
-from cartoonist.diffusion.score import as_counted, check_batch, check_per_sample
 from cartoonist.diffusion.sde_tracking import sample_sde
 
 __all__ = ["hd_ode", "hd_sample", "split_steps"]
@@ -34,17 +42,17 @@ def hd_ode(
     score,
     schedule: Schedule,
     x: Tensor,
-    lambda_start: float,
-    steps: int,
+    steps: int | None = None,
     *,
+    grid=None,
+    lambda_start: float | None = None,
     lambda_end: float | None = None,
     method: str = "euler",
     track_logp: bool = False,
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    seed: int = 0,
-    sample_ids=None,
+    backend: str = "forward",
     noise=None,
     record: bool = False,
 ) -> SampleResult:
@@ -54,37 +62,42 @@ def hd_ode(
         score: score function (x [B, ...], lam [B]) -> [B, ...].
         schedule: diffusion schedule.
         x: [B, ...] states at λ_start.
-        lambda_start: starting log-SNR (inside the schedule's range).
-        steps: grid steps (uniform in λ).
+        steps: grid steps (uniform in λ from lambda_start to lambda_end).
+        grid: explicit increasing λ grid (overrides steps, lambda_start and lambda_end).
+        lambda_start: starting log-SNR (required without `grid`).
         lambda_end: final log-SNR (default λ_max).
         method: "euler" (the authors' choice), "heun" or a torchdiffeq method.
-        track_logp: carry log p_λ along with the Lemma (one JVP per evaluation); needs logp_init.
+        track_logp: carry log p_λ along with the Lemma (one JVP per evaluation); needs logp_init
+            unless the grid starts at λ_min.
         logp_init: [B] log p_{λ_start}(x).
-        divergence, probes, seed, sample_ids, noise: Laplacian estimator for tracking.
+        divergence, probes, backend, noise: Laplacian estimator for tracking (stream "probe").
         record: keep the trajectory.
 
     Returns:
         SampleResult(x [B, ...] at λ_end, logp [B] nats or None, nfe).
     """
-    x = check_batch(x, "x")
-    check_steps(steps)
-    end = schedule.lambda_max if lambda_end is None else lambda_end
-    grid = check_grid(schedule.grid(steps, lambda_start, end), schedule, True)
-    sc = as_counted(score)
-    lp = None
-    if track_logp:
-        if logp_init is None:
-            raise ValueError("track_logp=True needs logp_init, the log-density at lambda_start")
-        lp = check_per_sample(logp_init, x, "logp_init")
-    probe_noise = _probe_source(noise, seed, x, sample_ids, method, probes, divergence)
-    drift = log_density_drift(
-        sc, schedule, HD_VELOCITY, track_logp, divergence, probes, probe_noise
+    x = check_inputs(x, schedule, noise)
+    check_ode_options(method, divergence, probes, backend)
+    grid = span_grid(
+        schedule, steps, grid, lambda_start, lambda_end, "lambda_start", "the HD-ODE's start"
     )
-    acc0 = None if lp is None else lp * 0
-    y, acc, traj = integrate_ode(drift, x, grid, acc0, method, score=sc, record=record)
-    if traj is not None and lp is not None:
-        traj.logp = lp + traj.logp
-    return SampleResult(x=y, logp=None if lp is None else lp + acc, nfe=sc.nfe, trajectory=traj)
+    lp = initial_logp(schedule, x, grid, logp_init, track_logp)
+    res, _ = run_ode(
+        score,
+        schedule,
+        x,
+        grid,
+        HD_VELOCITY,
+        track_logp=track_logp,
+        logp_init=lp,
+        method=method,
+        divergence=divergence,
+        probes=probes,
+        backend=backend,
+        noise=noise,
+        record=record,
+    )
+    return res
 
 
 def split_steps(schedule: Schedule, lambda_threshold: float, steps: int) -> tuple[int, int]:
@@ -105,22 +118,34 @@ def split_steps(schedule: Schedule, lambda_threshold: float, steps: int) -> tupl
     return n1, steps - n1
 
 
+def _split_grid(schedule: Schedule, grid, thr: float) -> tuple[Tensor, Tensor]:
+    """An explicit λ_min → λ_max grid cut at λ_thr (which must be one of its points)."""
+    grid = check_grid(grid, schedule, increasing=True)
+    hit = (grid - thr).abs() <= 1e-12
+    if not bool(hit.any()):
+        raise ValueError(f"grid must contain lambda_threshold={thr:g} as one of its points")
+    k = int(hit.nonzero()[0])
+    if k == 0 or k == grid.numel() - 1:
+        raise ValueError("grid must have points on both sides of lambda_threshold")
+    return grid[: k + 1], grid[k:]
+
+
 def hd_sample(
     score,
     schedule: Schedule,
-    x_init: Tensor,
-    lambda_threshold: float,
-    steps: int,
+    x: Tensor,
+    steps: int | None = 1000,
     *,
+    lambda_threshold: float,
+    grid=None,
     first_stage: str = "ode",
     method: str = "euler",
-    seed: int = 0,
-    sample_ids=None,
     noise=None,
     track_logp: bool = False,
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
+    backend: str = "forward",
     record: bool = False,
 ) -> SampleResult:
     """Algorithm 1: first stage to λ_thr, then the HD-ODE to λ_max.
@@ -128,63 +153,63 @@ def hd_sample(
     Args:
         score: score function (x [B, ...], lam [B]) -> [B, ...].
         schedule: diffusion schedule.
-        x_init: [B, ...] prior draws at λ_min.
-        lambda_threshold: λ_thr ∈ (λ_min, λ_max) where the HD-ODE takes over.
+        x: [B, ...] prior draws at λ_min.
         steps: total step budget, split by `split_steps`.
+        lambda_threshold: λ_thr ∈ (λ_min, λ_max) where the HD-ODE takes over.
+        grid: explicit increasing λ grid that contains λ_thr (overrides steps); the stages run on
+            its two parts.
         first_stage: "ode" (PF-ODE) or "sde" (reverse SDE with the free Theorem 1 log-density).
         method: "euler" or "heun" for the ODE stages.
-        seed, sample_ids, noise: keyed per-sample noise (Brownian path, probes).
+        noise: Keys, torch.Generator or None. The first stage draws from it (Brownian path or
+            probes), the HD stage from `Keys.stage(1)` (seed + 1; a Generator is shared).
         track_logp: also return log p_{λ_max}(y) along the way (SDE stage: free; ODE stages:
             one JVP per evaluation, Lemma).
-        logp_init: [B] log-density of x_init (default: the schedule's prior).
-        divergence, probes: Laplacian estimator for tracking through ODE stages.
+        logp_init: [B] log-density of x (default: the schedule's prior).
+        divergence, probes, backend: Laplacian estimator for tracking through ODE stages.
         record: keep the trajectory of both stages (concatenated).
 
     Returns:
         SampleResult(x [B, ...] at λ_max, logp or None, nfe); info holds the stage split.
     """
-    if first_stage not in ("ode", "sde"):
-        raise ValueError(f"first_stage must be 'ode' or 'sde', got {first_stage!r}")
+    x = check_inputs(x, schedule, noise)
+    check_choice(first_stage, ("ode", "sde"), "first_stage")
+    check_ode_options(method, divergence, probes, backend)
     lo, hi = schedule.lambda_min, schedule.lambda_max
-    if not lo < float(lambda_threshold) < hi:
-        raise ValueError(f"lambda_threshold must lie in ({lo:g}, {hi:g}), got {lambda_threshold}")
-    n1, n2 = split_steps(schedule, float(lambda_threshold), steps)
-    grid1 = schedule.grid(n1, lo, lambda_threshold)
-    common = dict(
-        seed=seed,
-        sample_ids=sample_ids,
-        noise=noise,
-        track_logp=track_logp,
-        logp_init=logp_init,
-        record=record,
-    )
+    thr = check_lambda_value(schedule, lambda_threshold, "lambda_threshold", open_interval=True)
+    if grid is None:
+        n1, n2 = split_steps(schedule, thr, steps)
+        grid1, grid2 = schedule.grid(n1, lo, thr), schedule.grid(n2, thr, hi)
+    else:
+        grid1, grid2 = _split_grid(schedule, grid, thr)
+        n1, n2 = grid1.numel() - 1, grid2.numel() - 1
+    lp = initial_logp(schedule, x, grid1, logp_init, track_logp)
+    common = dict(noise=noise, track_logp=track_logp, logp_init=lp, record=record)
     if first_stage == "sde":
-        stage1 = sample_sde(score, schedule, x_init, grid=grid1, **common)
+        stage1 = sample_sde(score, schedule, x, grid=grid1, **common)
     else:
         stage1 = sample_ode(
             score,
             schedule,
-            x_init,
+            x,
             grid=grid1,
             method=method,
             divergence=divergence,
             probes=probes,
+            backend=backend,
             **common,
         )
     stage2 = hd_ode(
         score,
         schedule,
         stage1.x,
-        lambda_threshold,
-        n2,
+        grid=grid2,
         method=method,
         track_logp=track_logp,
         logp_init=stage1.logp,
         divergence=divergence,
         probes=probes,
-        seed=seed + 1,
-        sample_ids=sample_ids,
-        noise=noise,
+        backend=backend,
+        noise=next_stage(noise),
         record=record,
     )
     traj = None

@@ -25,6 +25,7 @@ __all__ = [
     "integrate_ode",
     "check_grid",
     "FIXED_METHODS",
+    "ODE_METHODS",
     "check_state",
     "show_progress",
     "step_range",
@@ -55,6 +56,19 @@ def step_range(n: int):
 
 Drift = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor | None]"]
 FIXED_METHODS = ("euler", "heun")
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
+# Every method name accepted: ours, then torchdiffeq's fixed-grid and adaptive solvers.
+ODE_METHODS = (
+    FIXED_METHODS
+    + (
+        "rk4",
+        "midpoint",
+        "explicit_adams",
+        "implicit_adams",
+        "fixed_adams",
+    )
+    + _ADAPTIVE
+)
 
 
 def check_grid(grid, schedule=None, increasing: bool | None = None, name: str = "grid") -> Tensor:
@@ -86,6 +100,7 @@ def integrate_ode(
     drift: Drift,
     x: Tensor,
     grid: Tensor,
+    *,
     acc: Tensor | None = None,
     method: str = "heun",
     rtol: float = 1e-5,
@@ -109,6 +124,18 @@ def integrate_ode(
     Returns:
         (x at grid[-1], acc at grid[-1], Trajectory or None).
     """
+    if not callable(drift):
+        raise ValueError(
+            f"drift must be callable (x, lam) -> (dx, da), got {type(drift).__name__}"
+        )
+    if not isinstance(x, Tensor) or not x.is_floating_point() or x.dim() < 1 or x.numel() < 1:
+        raise ValueError(f"x must be a non-empty floating tensor [B, ...], got {x!r:.60}")
+    grid = check_grid(grid)
+    if acc is not None and (not isinstance(acc, Tensor) or acc.shape != (x.shape[0],)):
+        got = tuple(acc.shape) if isinstance(acc, Tensor) else type(acc).__name__
+        raise ValueError(f"acc must be a [{x.shape[0]}] tensor (one value per sample), got {got}")
+    if method not in ODE_METHODS:
+        raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
     if method in FIXED_METHODS:
         return _fixed(drift, x, grid, acc, method, score, record)
     return _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record)
@@ -174,6 +201,3 @@ def _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record):
             lam=ts.clone(), x=ys[0].to(dtype), logp=ys[1] if acc is not None else None
         )
     return x_end, acc_end, traj
-
-
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")

@@ -24,14 +24,30 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from cartoonist.diffusion.contract import (
+    ODE_METHODS,
+    check_choice,
+    check_inputs,
+    check_lambda_value,
+    resolve_grid,
+    span_grid,
+)
 from cartoonist.diffusion.divergence import FixedProbes
-from cartoonist.diffusion.integrators import check_grid, integrate_ode
+from cartoonist.diffusion.integrators import integrate_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import as_noise
-from cartoonist.diffusion.schedules import Schedule, check_steps
+from cartoonist.diffusion.schedules import Schedule
 from cartoonist.diffusion.score import as_counted, check_batch, lam_batch
 
-__all__ = ["track_mode", "newton_mode", "ModeResult", "hessian", "grad_laplacian", "batched_cg"]
+__all__ = [
+    "track_mode",
+    "newton_mode",
+    "sample_mode_tracking",
+    "ModeResult",
+    "hessian",
+    "grad_laplacian",
+    "batched_cg",
+]
 
 
 def _flat(x: Tensor) -> Tensor:
@@ -106,10 +122,11 @@ def _kappa(schedule: Schedule, lam: float, lambda_t: float) -> float:
 def track_mode(
     score,
     schedule: Schedule,
-    x_t: Tensor,
-    lambda_t: float,
-    steps: int = 1000,
+    x: Tensor,
+    steps: int | None = 1000,
     *,
+    grid=None,
+    lambda_t: float | None = None,
     lambda_end: float | None = None,
     method: str = "rk4",
     solver: str = "exact",
@@ -119,8 +136,7 @@ def track_mode(
     cg_tol: float = 1e-10,
     cg_iters: int | None = None,
     laplacian_probes: int | None = None,
-    seed: int = 0,
-    sample_ids=None,
+    noise=None,
     rtol: float = 1e-9,
     atol: float = 1e-9,
     record: bool = False,
@@ -131,9 +147,11 @@ def track_mode(
         score: score function (x [B, ...], lam [B]) -> [B, ...]; differentiated twice unless the
             closed forms below are given.
         schedule: diffusion schedule.
-        x_t: [B, ...] noisy points at λ_t.
-        lambda_t: their log-SNR.
-        steps: grid steps (fixed methods) or output points (adaptive methods).
+        x: [B, ...] noisy points x_t at λ_t.
+        steps: grid steps (fixed methods) or output points (adaptive methods), uniform in λ from
+            lambda_t to lambda_end.
+        grid: explicit increasing λ grid starting at λ_t (overrides steps, lambda_t, lambda_end).
+        lambda_t: the log-SNR of x (required without `grid`).
         lambda_end: final log-SNR (default λ_max).
         method: "rk4" (default), "heun", "euler" or an adaptive torchdiffeq method ("dopri5").
         solver: "exact" (full Hessian and a D×D solve per evaluation) or "cg" (matrix-free:
@@ -144,25 +162,32 @@ def track_mode(
         cg_tol, cg_iters: CG stopping rule (iterations default to D).
         laplacian_probes: None computes ∇Δlog p exactly (D basis vectors); an integer n uses n
             fixed Rademacher probes per sample (Hutchinson; for image-sized D).
-        seed, sample_ids: key those probes per sample.
+        noise: Keys, torch.Generator or None: those probes (stream "probe").
         rtol, atol: adaptive tolerances.
         record: keep the trajectory.
 
     Returns:
         SampleResult(x = the tracked mode [B, ...] at λ_end, logp None, nfe).
     """
-    if solver not in ("exact", "cg"):
-        raise ValueError(f"solver must be 'exact' or 'cg', got {solver!r}")
-    y0 = check_batch(x_t, "x_t")
-    check_steps(steps)
-    end = schedule.lambda_max if lambda_end is None else float(lambda_end)
-    grid = check_grid(schedule.grid(steps, lambda_t, end), schedule, increasing=True)
+    y0 = check_inputs(x, schedule, noise)
+    check_choice(solver, ("exact", "cg"), "solver")
+    check_choice(method, ODE_METHODS, "method")
+    if laplacian_probes is not None and (
+        isinstance(laplacian_probes, bool)
+        or not isinstance(laplacian_probes, int)
+        or laplacian_probes < 1
+    ):
+        raise ValueError(
+            f"laplacian_probes must be None or a positive integer, got {laplacian_probes!r}"
+        )
+    grid = span_grid(schedule, steps, grid, lambda_t, lambda_end, "lambda_t", "the log-SNR of x")
+    lambda_t = float(grid[0])
     sc = as_counted(score)
     D = y0[0].numel()
     iters = cg_iters or max(D, 10)
     probes = None
     if laplacian_probes is not None:
-        src = as_noise(None, seed, y0.shape[0], sample_ids, "probe", y0.dtype, y0.device)
+        src = as_noise(noise, y0.shape[0], "probe", y0.dtype, y0.device)
         probes = FixedProbes(src, y0.shape[1:], laplacian_probes).probes
 
     def drift(y: Tensor, lam: Tensor):
@@ -195,7 +220,9 @@ def track_mode(
             z = -batched_cg(matvec, gl, cg_tol, iters)
         return w + 0.5 * g2 * z.reshape(y.shape), None
 
-    y, _, traj = integrate_ode(drift, y0, grid, None, method, rtol, atol, sc, record)
+    y, _, traj = integrate_ode(
+        drift, y0, grid, method=method, rtol=rtol, atol=atol, score=sc, record=record
+    )
     return SampleResult(x=y, logp=None, nfe=sc.nfe, trajectory=traj)
 
 
@@ -221,11 +248,11 @@ class ModeResult:
 def newton_mode(
     score,
     schedule: Schedule,
-    x_t: Tensor,
+    x: Tensor,
+    *,
     lambda_t: float,
     lambda_s: float | None = None,
-    x_init: Tensor | None = None,
-    *,
+    start: Tensor | None = None,
     hessian_fn=None,
     log_prob=None,
     tol: float = 1e-11,
@@ -239,9 +266,9 @@ def newton_mode(
 
     Args:
         score, schedule: as in `track_mode`.
-        x_t: [B, ...] noisy points at λ_t.
+        x: [B, ...] noisy points x_t at λ_t.
         lambda_t: their log-SNR; lambda_s: the target level (default λ_max), > λ_t.
-        x_init: [B, ...] starting points (default: the HD-ODE endpoint, 500 Euler steps).
+        start: [B, ...] Newton's starting points (default: the HD-ODE endpoint, 500 Euler steps).
         hessian_fn: closed-form Hessian (y, lam) -> [B, D, D]; else autograd.
         log_prob: (y, lam) -> [B] log p_s, enables the backtracking line search.
         tol: stop when ‖∇log q_s‖ < tol per sample.
@@ -250,22 +277,27 @@ def newton_mode(
     Returns:
         ModeResult.
     """
-    x_t = check_batch(x_t, "x_t")
+    x_t = check_inputs(x, schedule)
+    lambda_t = check_lambda_value(schedule, lambda_t, "lambda_t")
     lam_s = schedule.lambda_max if lambda_s is None else float(lambda_s)
     if not lam_s > lambda_t:
         raise ValueError(f"lambda_s must exceed lambda_t, got {lam_s} ≤ {lambda_t}")
-    schedule.check_lambda(torch.tensor([lambda_t, lam_s]), "lambda_t/lambda_s")
+    check_lambda_value(schedule, lam_s, "lambda_s")
+    if start is not None and check_batch(start, "start").shape != x_t.shape:
+        raise ValueError(f"start must have the shape of x {tuple(x_t.shape)}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1:
+        raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}")
     sched = lambda v: schedule.alpha(torch.tensor(v, dtype=torch.float64))  # noqa: E731
     a_ts = float(sched(lambda_t) / sched(lam_s))
     var_ts = -float(schedule.g2(torch.tensor(lambda_t, dtype=torch.float64))) * math.expm1(
         lambda_t - lam_s
     )
     kappa = a_ts**2 / var_ts
-    if x_init is None:
+    if start is None:
         from cartoonist.diffusion.high_density import hd_ode
 
-        x_init = hd_ode(score, schedule, x_t, lambda_t, 500, lambda_end=lam_s).x
-    y = x_init.clone()
+        start = hd_ode(score, schedule, x_t, 500, lambda_start=lambda_t, lambda_end=lam_s).x
+    y = start.clone()
     lb = lam_batch(lam_s, y)
     D = y[0].numel()
     eye = torch.eye(D, dtype=y.dtype, device=y.device)
@@ -306,3 +338,51 @@ def _line_search(y, step, logq, shrink=0.5, tries=30):
             return cand
         t = torch.where(worse, t * shrink, t)
     return y + t.reshape(shape) * step
+
+
+def sample_mode_tracking(
+    score,
+    schedule: Schedule,
+    x: Tensor,
+    steps: int = 400,
+    *,
+    lambda_t: float = 0.0,
+    sde_steps: int = 500,
+    noise=None,
+    method: str = "rk4",
+    record: bool = False,
+) -> SampleResult:
+    """Theorem 5 as a sampler: the reverse SDE λ_min → λ_t, then `track_mode` to λ_max.
+
+    Uses the closed-form Hessian and ∇Δlog p when `score` is an oracle with `.hessian` and
+    `.grad_laplacian` (e.g. a GaussianMixture), else autograd (small D only).
+
+    Args:
+        score, schedule: the model.
+        x: [B, ...] prior draws at λ_min.
+        steps: mode-tracking steps on [λ_t, λ_max].
+        lambda_t: where the SDE stops and the mode tracking starts.
+        sde_steps: Euler–Maruyama steps on [λ_min, λ_t].
+        noise: Keys, torch.Generator or None: the Brownian path (stream "brownian").
+        method: integrator of the mode-tracking ODE.
+        record: keep the mode-tracking stage's trajectory.
+
+    Returns:
+        SampleResult(x = the tracked modes [B, ...] at λ_max, logp None, nfe of both stages).
+    """
+    from cartoonist.diffusion.sde_tracking import sample_sde
+
+    x = check_inputs(x, schedule, noise)
+    lambda_t = check_lambda_value(schedule, lambda_t, "lambda_t")
+    check_choice(method, ODE_METHODS, "method")
+    sde_grid = resolve_grid(schedule, sde_steps, None, schedule.lambda_min, lambda_t, True)
+    resolve_grid(schedule, steps, None, lambda_t, schedule.lambda_max, True)
+    x_t = sample_sde(score, schedule, x, grid=sde_grid, noise=noise, track_logp=False)
+    kw = {}
+    if hasattr(score, "hessian") and hasattr(score, "grad_laplacian"):
+        kw = dict(hessian_fn=score.hessian, grad_laplacian_fn=score.grad_laplacian)
+    res = track_mode(
+        score, schedule, x_t.x, steps, lambda_t=lambda_t, method=method, record=record, **kw
+    )
+    res.nfe += x_t.nfe
+    return res

@@ -22,7 +22,16 @@ from typing import Protocol, Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["NoiseSource", "SampleNoise", "BatchNoise", "as_noise", "stream_seed"]
+__all__ = [
+    "Keys",
+    "NoiseSource",
+    "SampleNoise",
+    "BatchNoise",
+    "as_noise",
+    "check_noise",
+    "next_stage",
+    "stream_seed",
+]
 
 _MASK64 = (1 << 64) - 1
 _STREAMS = {"prior": 1, "brownian": 2, "probe": 3, "lambda": 4, "data": 5, "posterior": 6}
@@ -212,27 +221,108 @@ class BatchNoise:
         return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
 
 
-def as_noise(
-    noise, seed: int, batch_size: int, sample_ids, stream: str, dtype=torch.float32, device=None
-) -> NoiseSource:
-    """Resolve the `noise=` / `seed=` / `sample_ids=` arguments of a sampler to a NoiseSource.
+class Keys:
+    """The key of per-sample randomness: a base seed and the batch's sample ids.
+
+    The one `noise=` argument of every sampler and estimator takes a `Keys`, a torch.Generator or
+    None (= `Keys(0)`: seed 0, ids 0..B−1). A function draws each of its uses from its own stream
+    (`keys.source(B, "brownian")`, `"probe"`, `"prior"`, `"lambda"`), so passing the same Keys to
+    `sample_prior` and to a sampler gives independent prior draws and Brownian paths.
 
     Args:
-        noise: None, a NoiseSource (returned as is), or a torch.Generator (wrapped in BatchNoise).
-        seed: base seed for per-sample streams (used when noise is None).
-        batch_size: B.
-        sample_ids: [B] ids or None for 0..B−1.
-        stream: stream name.
+        seed: base seed (an integer).
+        sample_ids: [B] integer ids (any order), or None for 0..B−1 of whatever batch uses them.
     """
-    if noise is None:
-        ids = range(batch_size) if sample_ids is None else sample_ids
-        if len(ids) != batch_size:
-            raise ValueError(f"sample_ids has {len(ids)} entries but the batch has {batch_size}")
-        return SampleNoise(seed, ids, stream, dtype=dtype, device=device)
-    if isinstance(noise, torch.Generator):
-        return BatchNoise(batch_size, noise, dtype=dtype, device=device)
-    if getattr(noise, "batch_size", batch_size) != batch_size:
+
+    __slots__ = ("seed", "sample_ids")
+
+    def __init__(self, seed: int = 0, sample_ids: Sequence[int] | Tensor | None = None):
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"noise: Keys seed must be an integer, got {seed!r}")
+        if sample_ids is not None:
+            ids = sample_ids.tolist() if isinstance(sample_ids, Tensor) else list(sample_ids)
+            sample_ids = tuple(int(i) for i in ids)
+        self.seed, self.sample_ids = seed, sample_ids
+
+    def __repr__(self) -> str:
+        return f"Keys(seed={self.seed}, sample_ids={self.sample_ids})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Keys) and (self.seed, self.sample_ids) == (
+            other.seed,
+            other.sample_ids,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.seed, self.sample_ids))
+
+    def ids(self, batch_size: int) -> Sequence[int]:
+        """The ids of a batch of `batch_size` (ValueError naming `noise` if they do not match)."""
+        if self.sample_ids is None:
+            return range(batch_size)
+        if len(self.sample_ids) != batch_size:
+            raise ValueError(
+                f"noise: Keys has {len(self.sample_ids)} sample_ids but the batch has {batch_size}"
+            )
+        return self.sample_ids
+
+    def source(
+        self, batch_size: int, stream: str, dtype=torch.float32, device=None
+    ) -> "SampleNoise":
+        """The per-sample NoiseSource of `stream` ("prior", "brownian", "probe", "lambda", ...)."""
+        return SampleNoise(self.seed, self.ids(batch_size), stream, dtype=dtype, device=device)
+
+    def stage(self, k: int = 1) -> "Keys":
+        """The keys of a later stage of one sampler: `Keys(seed + k, sample_ids)`.
+
+        Algorithm 1 (`hd_sample`) draws its second stage from `keys.stage(1)`.
+        """
+        return Keys(self.seed + int(k), self.sample_ids)
+
+
+def check_noise(noise, batch_size: int) -> None:
+    """Validate a `noise=` argument against the batch (ValueError naming `noise`)."""
+    if noise is None or isinstance(noise, torch.Generator):
+        return
+    if isinstance(noise, Keys):
+        noise.ids(batch_size)
+        return
+    if not hasattr(noise, "batch_size"):
+        raise ValueError(
+            f"noise must be a Keys, a torch.Generator, a NoiseSource or None, got "
+            f"{type(noise).__name__}"
+        )
+    if noise.batch_size != batch_size:
         raise ValueError(
             f"noise source has batch_size {noise.batch_size}, the batch has {batch_size}"
         )
+
+
+def as_noise(noise, batch_size: int, stream: str, dtype=torch.float32, device=None) -> NoiseSource:
+    """Resolve a `noise=` argument to the NoiseSource of one stream.
+
+    Args:
+        noise: None (= Keys(0)), a Keys (its per-sample `stream`), a torch.Generator (wrapped in
+            BatchNoise: fast, but a sample's draws depend on its batch) or a NoiseSource (as is).
+        batch_size: B.
+        stream: stream name, used by Keys.
+    """
+    check_noise(noise, batch_size)
+    if noise is None:
+        noise = Keys()
+    if isinstance(noise, Keys):
+        return noise.source(batch_size, stream, dtype=dtype, device=device)
+    if isinstance(noise, torch.Generator):
+        return BatchNoise(batch_size, noise, dtype=dtype, device=device)
     return noise
+
+
+def next_stage(noise, k: int = 1):
+    """The `noise=` of a later stage of a sampler.
+
+    `Keys.stage(k)` for keys (None counts as Keys(0)); a Generator or NoiseSource is shared and
+    continues its draws.
+    """
+    if noise is None:
+        noise = Keys()
+    return noise.stage(k) if isinstance(noise, Keys) else noise

@@ -109,28 +109,22 @@ class Schedule(abc.ABC):
         d = x.shape[1]
         return -0.5 * d * math.log(2 * math.pi * var) - 0.5 * (x * x).sum(1) / var
 
-    def sample_prior(
-        self,
-        shape,
-        seed: int = 0,
-        sample_ids=None,
-        noise=None,
-        dtype=torch.float32,
-        device=None,
-    ) -> Tensor:
+    def sample_prior(self, shape, *, noise=None, dtype=torch.float32, device=None) -> Tensor:
         """Draw x ~ N(0, σ_{λ_min}² I), keyed per sample (see `cartoonist.diffusion.rng`).
 
         Args:
             shape: (B, *event_shape).
-            seed: base seed; sample i uses the stream (seed, sample_ids[i], "prior").
-            sample_ids: [B] integer ids (default 0..B−1).
-            noise: an explicit noise source; overrides seed/sample_ids.
+            noise: Keys(seed, sample_ids): sample i uses the stream (seed, sample_ids[i],
+                "prior"); None = Keys(0); or a torch.Generator / NoiseSource.
+            dtype, device: of the draw.
 
         Returns:
             [B, *event_shape] prior draw.
         """
         shape = tuple(shape)
-        src = as_noise(noise, seed, shape[0], sample_ids, "prior", dtype=dtype, device=device)
+        if len(shape) < 1:
+            raise ValueError(f"shape must be (B, *event_shape), got {shape}")
+        src = as_noise(noise, shape[0], "prior", dtype=dtype, device=device)
         return self.prior_std * src.normal(shape[1:])
 
     # -- time conversions -----------------------------------------------------------------------

@@ -48,11 +48,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion.integrators import check_grid, check_state, step_range
+from cartoonist.diffusion.contract import check_choice, check_inputs, initial_logp, resolve_grid
+from cartoonist.diffusion.integrators import check_state, step_range
 from cartoonist.diffusion.results import SampleResult, Trajectory
 from cartoonist.diffusion.rng import as_noise
-from cartoonist.diffusion.schedules import Schedule, check_steps
-from cartoonist.diffusion.score import as_counted, check_batch, check_per_sample, lam_batch
+from cartoonist.diffusion.schedules import Schedule
+from cartoonist.diffusion.score import as_counted, lam_batch
 
 __all__ = ["sample_sde", "LOGP_SCHEMES", "schedule_derivatives"]
 
@@ -95,12 +96,10 @@ def _dot(a: Tensor, b: Tensor) -> Tensor:
 def sample_sde(
     score,
     schedule: Schedule,
-    x_init: Tensor,
+    x: Tensor,
     steps: int | None = 1000,
     *,
     grid=None,
-    seed: int = 0,
-    sample_ids=None,
     noise=None,
     track_logp: bool = True,
     logp_init=None,
@@ -112,14 +111,14 @@ def sample_sde(
     Args:
         score: score function (x [B, ...], lam [B]) -> ∇log p_λ [B, ...].
         schedule: diffusion schedule; the grid runs λ_min → λ_max unless `grid` is given.
-        x_init: [B, ...] initial states, e.g. `schedule.sample_prior((B, ...), seed)`.
+        x: [B, ...] initial states, e.g. `schedule.sample_prior((B, ...), noise=Keys(seed))`.
         steps: number of Euler–Maruyama steps (one score evaluation each).
         grid: explicit increasing λ grid (overrides steps).
-        seed, sample_ids: key the Brownian increments per sample (stream "brownian").
-        noise: explicit NoiseSource or torch.Generator (overrides seed; a Generator is fast but
-            makes a sample's path depend on the batch).
+        noise: Keys (per-sample Brownian increments, stream "brownian"; default Keys(0)), a
+            torch.Generator (fast, but a sample's path then depends on its batch) or a
+            NoiseSource.
         track_logp: carry r_λ (free: O(D) dot products per step).
-        logp_init: [B] log-density of x_init (default: the schedule's prior N(0, σ_{λ_min}² I)).
+        logp_init: [B] log-density of x (default: the schedule's prior N(0, σ_{λ_min}² I)).
         logp_scheme: "corrected" (default: Euler–Maruyama minus its O(h²) expected local error,
             bias ∝ 1/N²; see the module docstring) or "euler" (the paper's update, bias ∝ 1/N).
             Both use N score evaluations and give the same x.
@@ -128,25 +127,15 @@ def sample_sde(
     Returns:
         SampleResult(x [B, ...] at the last λ, logp [B] = r in nats or None, nfe = steps).
     """
-    x = check_batch(x_init, "x_init")
-    if logp_scheme not in LOGP_SCHEMES:
-        raise ValueError(f"logp_scheme must be one of {LOGP_SCHEMES}, got {logp_scheme!r}")
-    if grid is None:
-        check_steps(steps)
-        grid = schedule.grid(steps)
-    grid = check_grid(grid, schedule, increasing=True)
-    r = None
-    if track_logp:
-        if logp_init is None:
-            if float(grid[0]) != schedule.lambda_min:
-                raise ValueError(
-                    "logp_init is required when the grid does not start at lambda_min"
-                )
-            logp_init = schedule.prior_log_prob(x)
-        r = check_per_sample(logp_init, x, "logp_init").to(x.device)
+    x = check_inputs(x, schedule, noise)
+    check_choice(logp_scheme, LOGP_SCHEMES, "logp_scheme")
+    grid = resolve_grid(schedule, steps, grid, schedule.lambda_min, schedule.lambda_max, True)
+    r = initial_logp(schedule, x, grid, logp_init, track_logp)
+    if r is not None:
+        r = r.to(x.device)
     correct = track_logp and logp_scheme == "corrected"
     sc = as_counted(score)
-    src = as_noise(noise, seed, x.shape[0], sample_ids, "brownian", dtype=x.dtype, device=x.device)
+    src = as_noise(noise, x.shape[0], "brownian", dtype=x.dtype, device=x.device)
     D, event = x[0].numel(), x.shape[1:]
     co = schedule_derivatives(schedule, grid)
     f_all, g2_all = co["f"].tolist(), co["g2"].tolist()

@@ -18,7 +18,14 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from cartoonist.diffusion import Schedule, hd_ode, ode_log_prob, posterior_mean, sample_sde
+from cartoonist.diffusion import (
+    Keys,
+    Schedule,
+    hd_ode,
+    ode_log_prob,
+    posterior_mean,
+    sample_sde,
+)
 from cartoonist.errors import ConfigError
 from cartoonist.figures.common import FigureData, fit_image_oracle
 
@@ -100,11 +107,11 @@ def learned_columns(
     sch, score, B = model.schedule, model.score, x_t.shape[0]
     cols = {
         "x_t / α_t": x_t / float(sch.alpha(lambda_t)),
-        "HD-ODE y_0": hd_ode(score, sch, x_t, lambda_t, steps, method="heun").x,
+        "HD-ODE y_0": hd_ode(score, sch, x_t, steps, lambda_start=lambda_t, method="heun").x,
     }
     reps = x_t.repeat(n_posterior, *([1] * (x_t.dim() - 1)))
     grid = sch.grid(sde_steps, lambda_t, sch.lambda_max)
-    post = sample_sde(score, sch, reps, grid=grid, seed=seed, track_logp=False).x
+    post = sample_sde(score, sch, reps, grid=grid, noise=Keys(seed), track_logp=False).x
     for j in range(n_posterior):
         cols[f"{POSTERIOR} #{j + 1}"] = post[j * B : (j + 1) * B]
     cols["E[x_0|x_t]"] = posterior_mean(score, sch, x_t, lambda_t)
@@ -130,7 +137,13 @@ def learned_log_prob(
         seed: keys the probes.
     """
     res = ode_log_prob(
-        model.score, model.schedule, x, steps, divergence=divergence, probes=probes, seed=seed
+        model.score,
+        model.schedule,
+        x,
+        steps,
+        divergence=divergence,
+        probes=probes,
+        noise=Keys(seed),
     )
     return res.logp
 
@@ -139,7 +152,9 @@ def _oracle_columns(gmm, x_t, lambda_t, steps, n_posterior, g) -> dict[str, Tens
     """Columns of an exact oracle: HD-ODE on its score, exact posterior samples and mean."""
     cols = {
         "x_t / α_t": x_t / float(gmm.schedule.alpha(lambda_t)),
-        "HD-ODE y_0": hd_ode(gmm, gmm.schedule, x_t, lambda_t, steps, method="heun").x,
+        "HD-ODE y_0": hd_ode(
+            gmm, gmm.schedule, x_t, steps, lambda_start=lambda_t, method="heun"
+        ).x,
     }
     for j in range(n_posterior):
         cols[f"{POSTERIOR} #{j + 1}"] = gmm.sample_posterior(x_t, lambda_t, g)

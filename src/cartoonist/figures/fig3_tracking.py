@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from cartoonist.diffusion import sample_sde
+from cartoonist.diffusion import Keys, sample_sde
 from cartoonist.figures.common import FigureData, toy_mixture
 
 __all__ = ["fig3_tracking"]
@@ -47,7 +47,14 @@ def fig3_tracking(
             for scheme in dict.fromkeys(("euler", *schemes)):
                 headline = k == steps and scheme == "euler"
                 res = sample_sde(
-                    gmm, sch, x_T, k, seed=seed, logp_init=lp0, logp_scheme=scheme, record=headline
+                    gmm,
+                    sch,
+                    x_T,
+                    k,
+                    noise=Keys(seed),
+                    logp_init=lp0,
+                    logp_scheme=scheme,
+                    record=headline,
                 )
                 true = gmm.log_prob(res.x, sch.lambda_max)
                 err = res.logp - true

@@ -39,8 +39,8 @@ def fig5_mode_tracking(
         sch = gmm.schedule
         x_t = gmm.sample_noised(n_points, lam_t, torch.Generator().manual_seed(seed + dim))
         closed = dict(hessian_fn=gmm.hessian, grad_laplacian_fn=gmm.grad_laplacian)
-        tm = track_mode(gmm, sch, x_t, lam_t, steps, record=True, **closed)
-        hd = hd_ode(gmm, sch, x_t, lam_t, steps, method="heun", record=True)
+        tm = track_mode(gmm, sch, x_t, steps, lambda_t=lam_t, record=True, **closed)
+        hd = hd_ode(gmm, sch, x_t, steps, lambda_start=lam_t, method="heun", record=True)
         errs = {"mode": 0.0, "hd": 0.0}
         for j in range(check_every, steps + 1, check_every):
             lam = float(tm.trajectory.lam[j])
@@ -48,9 +48,9 @@ def fig5_mode_tracking(
                 gmm,
                 sch,
                 x_t,
-                lam_t,
-                lam,
-                x_init=tm.trajectory.x[j],
+                lambda_t=lam_t,
+                lambda_s=lam,
+                start=tm.trajectory.x[j],
                 hessian_fn=gmm.hessian,
                 log_prob=gmm.log_prob,
             )

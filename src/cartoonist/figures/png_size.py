@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from cartoonist.data.sources import to_pixels
-from cartoonist.diffusion import bits_per_dim, hd_sample, ode_log_prob, sample_sde
+from cartoonist.diffusion import Keys, bits_per_dim, hd_sample, ode_log_prob, sample_sde
 from cartoonist.errors import ConfigError
 from cartoonist.figures.common import FigureData, fit_image_oracle
 
@@ -73,10 +73,12 @@ def png_size(
             raise ValueError("png_size needs an image source for the oracle (or a learned model)")
         gmm, data = fit_image_oracle(source, components, rank, iters, seed)
         sch, shape = gmm.schedule, tuple(data.shape[1:])
-        x_T = sch.sample_prior((n, *shape), seed=seed, dtype=torch.float64)
-        runs = {"sde": sample_sde(gmm, sch, x_T, steps, seed=seed, track_logp=False).x}
+        x_T = sch.sample_prior((n, *shape), noise=Keys(seed), dtype=torch.float64)
+        runs = {"sde": sample_sde(gmm, sch, x_T, steps, noise=Keys(seed), track_logp=False).x}
         for thr in thresholds:
-            runs[f"hd λ_thr={thr:g}"] = hd_sample(gmm, sch, x_T, thr, steps, seed=seed).x
+            runs[f"hd λ_thr={thr:g}"] = hd_sample(
+                gmm, sch, x_T, steps, lambda_threshold=thr, noise=Keys(seed)
+            ).x
         logp = {k: gmm.log_prob(x, sch.lambda_max) for k, x in runs.items()}
         model, logjac = f"{source.name} oracle", float(source.log_jacobian)
         return _png_figure(runs, logp, "exact", model, logjac)
@@ -101,12 +103,12 @@ def _learned_runs(learned, seed, n, steps, thresholds, ode_steps, divergence, pr
     for lo in range(0, n, bs):
         ids = list(range(lo, min(lo + bs, n)))
         x_T = sch.sample_prior(
-            (len(ids), *learned.event_shape), seed=seed, sample_ids=ids, device=learned.device
+            (len(ids), *learned.event_shape), noise=Keys(seed, ids), device=learned.device
         )
-        sde = sample_sde(score, sch, x_T, steps, seed=seed, sample_ids=ids, track_logp=False)
+        sde = sample_sde(score, sch, x_T, steps, noise=Keys(seed, ids), track_logp=False)
         xs = {"sde": sde.x}
         for thr in thresholds:
-            res = hd_sample(score, sch, x_T, thr, steps, seed=seed, sample_ids=ids)
+            res = hd_sample(score, sch, x_T, steps, lambda_threshold=thr, noise=Keys(seed, ids))
             xs[f"hd λ_thr={thr:g}"] = res.x
         for k, x in xs.items():
             lp = ode_log_prob(
@@ -116,8 +118,7 @@ def _learned_runs(learned, seed, n, steps, thresholds, ode_steps, divergence, pr
                 ode_steps,
                 divergence=divergence,
                 probes=probes,
-                seed=seed,
-                sample_ids=ids,
+                noise=Keys(seed, ids),
             ).logp
             runs[k].append(x.detach().cpu())
             logp[k].append(lp.detach().cpu().double())

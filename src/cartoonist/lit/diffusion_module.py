@@ -8,7 +8,7 @@ import lightning as L
 import torch
 from torch import Tensor, nn
 
-from cartoonist.diffusion import bits_per_dim, elbo, score_from_eps
+from cartoonist.diffusion import Keys, bits_per_dim, elbo, score_from_eps
 from cartoonist.diffusion.losses import TrainingNoise
 from cartoonist.models.ema import EMA
 
@@ -69,7 +69,7 @@ class DiffusionModule(L.LightningModule):
         """Validation ELBO of the EMA network, in nats and bits/dim (Theorem 4)."""
         x0 = batch[0]
         ids = torch.arange(x0.shape[0]) + batch_idx * 100_000
-        res = elbo(self.score(), self.noise.schedule, x0, self.val_lambdas, sample_ids=ids)
+        res = elbo(self.score(), self.noise.schedule, x0, self.val_lambdas, noise=Keys(0, ids))
         D = x0[0].numel()
         self.log("val/elbo_nats", res.logp.mean(), sync_dist=True, batch_size=x0.shape[0])
         bpd = bits_per_dim(res.logp, D, self.log_jacobian).mean()

@@ -20,7 +20,7 @@ import torch
 from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
-from cartoonist.diffusion import Schedule, sample_sde
+from cartoonist.diffusion import Keys, Schedule, sample_sde
 from cartoonist.diffusion.integrators import show_progress
 
 __all__ = ["SampleJob", "EvaluateJob"]
@@ -68,10 +68,10 @@ class _IdJob(L.LightningModule):
     def _where(self) -> torch.device:
         return self.device if isinstance(self.score, nn.Module) else torch.device("cpu")
 
-    def _prior(self, ids: list[int]) -> Tensor:
-        shape = (len(ids), *self.event_shape)
+    def _prior(self, keys: Keys) -> Tensor:
+        shape = (len(keys.sample_ids), *self.event_shape)
         return self.schedule.sample_prior(
-            shape, seed=self.seed, sample_ids=ids, dtype=self.dtype_, device=self._where()
+            shape, noise=keys, dtype=self.dtype_, device=self._where()
         )
 
     @staticmethod
@@ -89,7 +89,7 @@ class SampleJob(_IdJob):
     """`sample`: {x, nfe, wall_s, logp_tracked?, logp_exact?, logp_<likelihood>?} per sample.
 
     Args:
-        sampler: (score, schedule, x_init, seed=, sample_ids=) -> SampleResult.
+        sampler: (score, schedule, x, noise=Keys(seed, ids)) -> SampleResult.
         likelihood: (name, estimator) that also scores every sample, e.g. ("pf_ode",
             ode_log_prob partial): written as `logp_<name>` (nats), so a learned model's samples
             get a log p too.
@@ -112,12 +112,10 @@ class SampleJob(_IdJob):
     def predict_step(self, batch, batch_idx: int) -> dict:
         """Draw the prior, run the sampler, score the samples."""
         (ids,) = batch
-        id_list, n, wall = ids.tolist(), ids.numel(), []
-        x_init = self._prior(id_list)
+        keys, n, wall = Keys(self.seed, ids.tolist()), ids.numel(), []
+        x_init = self._prior(keys)
         with torch.enable_grad(), _clock(_name(self.sampler), wall):
-            res = self.sampler(
-                self.score, self.schedule, x_init, seed=self.seed, sample_ids=id_list
-            )
+            res = self.sampler(self.score, self.schedule, x_init, noise=keys)
         out = {"x": res.x.float()}
         out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[0])
         if res.logp is not None:
@@ -127,9 +125,7 @@ class SampleJob(_IdJob):
         if self.likelihood is not None:
             name, estimator = self.likelihood
             with torch.enable_grad(), _clock(_name(estimator), wall):
-                lik = estimator(
-                    self.score, self.schedule, res.x, seed=self.seed, sample_ids=id_list
-                )
+                lik = estimator(self.score, self.schedule, res.x, noise=keys)
             out[f"logp_{name}"] = lik.logp.double()
             out[f"nfe_{name}"], out[f"wall_s_{name}"] = self._per_sample(n, lik.nfe, wall[1])
         return self._cpu(out, ids)
@@ -169,17 +165,16 @@ class EvaluateJob(_IdJob):
     def predict_step(self, batch, batch_idx: int) -> dict:
         """Generate or load the points, then score them with the estimator."""
         (ids,) = batch
-        id_list, n, wall, out = ids.tolist(), ids.numel(), [], {}
+        keys, n, wall, out = Keys(self.seed, ids.tolist()), ids.numel(), [], {}
         if self.data is None:
-            x_init = self._prior(id_list)
+            x_init = self._prior(keys)
             with torch.enable_grad(), _clock("sample_sde", wall):
                 gen = sample_sde(
                     self.score,
                     self.schedule,
                     x_init,
                     self.sde_steps,
-                    seed=self.seed,
-                    sample_ids=id_list,
+                    noise=keys,
                     logp_scheme=self.sde_logp_scheme,
                 )
             x, out["logp_sde_tracking"] = gen.x, gen.logp
@@ -187,9 +182,7 @@ class EvaluateJob(_IdJob):
             x = self.data[ids].to(dtype=self.dtype_).to(self._where())
         if self.estimator is not None:
             with torch.enable_grad(), _clock(_name(self.estimator), wall):
-                res = self.estimator(
-                    self.score, self.schedule, x, seed=self.seed, sample_ids=id_list
-                )
+                res = self.estimator(self.score, self.schedule, x, noise=keys)
             out[f"logp_{self.name}"] = res.logp.double()
             out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[-1])
         else:

@@ -160,4 +160,3 @@ def _check_run_dir(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"run_name / {key} puts the run at {out_p}, outside paths.output_root ({root_p})"
             )
-

@@ -16,7 +16,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from cartoonist.diffusion import bits_per_dim, hd_sample, sample_ode, sample_sde
+from cartoonist.diffusion import Keys, bits_per_dim, hd_sample, sample_ode, sample_sde
 from cartoonist.diffusion.integrators import show_progress
 from cartoonist.pipeline.build import build_score
 from cartoonist.pipeline.files import mark_done, save_figure, write_json, write_per_sample_csv
@@ -39,7 +39,7 @@ def _demo(cfg: DictConfig, out: Path) -> dict:
     dm.setup()
     oracle, schedule, _, logjac = build_score(cfg, dm)
     n, shape, D = cfg.n_samples, (cfg.n_samples, *dm.event_shape), dm.dim
-    x_T = schedule.sample_prior(shape, seed=cfg.seed, dtype=torch.float64)
+    x_T = schedule.sample_prior(shape, noise=Keys(cfg.seed), dtype=torch.float64)
     exact = lambda x: oracle.log_prob(x, schedule.lambda_max)  # noqa: E731
     with show_progress("reverse SDE"):
         sde = sample_sde(
@@ -47,13 +47,15 @@ def _demo(cfg: DictConfig, out: Path) -> dict:
             schedule,
             x_T,
             cfg.sde_steps,
-            seed=cfg.seed,
+            noise=Keys(cfg.seed),
             logp_scheme=cfg.get("sde_logp_scheme", "corrected"),
         )
     ode = sample_ode(oracle, schedule, x_T, cfg.hd_steps, method="euler", track_logp=False)
     rows, panels = [], {"PF-ODE": (ode.x, exact(ode.x))}
     for thr in cfg.thresholds:
-        hd = hd_sample(oracle, schedule, x_T, float(thr), cfg.hd_steps, seed=cfg.seed)
+        hd = hd_sample(
+            oracle, schedule, x_T, cfg.hd_steps, lambda_threshold=float(thr), noise=Keys(cfg.seed)
+        )
         panels[f"HD λ_thr={thr:g}"] = (hd.x, exact(hd.x))
     ids = list(range(n))
     for name, (x, lp) in [

@@ -47,17 +47,17 @@ def test_elbo_is_lower_with_wrong_score(gmm2d, vp8):
 
 def test_gaussian_prior_closed_form_matches_monte_carlo(gmm2d, vp8):
     x0 = gmm2d.sample(300, gen(2))
-    closed = c.elbo(gmm2d, vp8, x0, 64, seed=2)
-    mc = c.elbo(gmm2d, vp8, x0, 64, seed=2, prior_log_prob=vp8.prior_log_prob)
+    closed = c.elbo(gmm2d, vp8, x0, 64, noise=c.Keys(2))
+    mc = c.elbo(gmm2d, vp8, x0, 64, noise=c.Keys(2), prior_log_prob=vp8.prior_log_prob)
     d = closed.logp - mc.logp
     assert abs(float(d.mean())) < 4 * float(d.std()) / math.sqrt(300) + 1e-9
 
 
 def test_adaptive_proposal_reduces_variance(gmm2d, vp8):
     x0 = gmm2d.sample(200, gen(3))
-    uni = c.elbo(gmm2d, vp8, x0, 32, seed=3)
+    uni = c.elbo(gmm2d, vp8, x0, 32, noise=c.Keys(3))
     lam = torch.linspace(vp8.lambda_min, vp8.lambda_max, 400, dtype=torch.float64)
-    pilot = c.elbo(gmm2d, vp8, x0[:1].expand(400, -1).contiguous(), 2, seed=9)  # noqa: F841
+    pilot = c.elbo(gmm2d, vp8, x0[:1].expand(400, -1).contiguous(), 2, noise=c.Keys(9))  # noqa: F841
     # Pilot values of the integrand on a λ grid, averaged over data points.
     vals = []
     for lv in lam.tolist():
@@ -68,7 +68,7 @@ def test_adaptive_proposal_reduces_variance(gmm2d, vp8):
     prop = c.LambdaProposal.from_values(
         lam, torch.tensor(vals), torch.linspace(vp8.lambda_min, vp8.lambda_max, 21)
     )
-    ada = c.elbo(gmm2d, vp8, x0, 32, seed=3, proposal=prop)
+    ada = c.elbo(gmm2d, vp8, x0, 32, noise=c.Keys(3), proposal=prop)
     assert float(ada.stderr.mean()) < float(uni.stderr.mean())
     d = ada.logp - uni.logp  # same expectation
     assert abs(float(d.mean())) < 4 * float(d.std()) / math.sqrt(200)
@@ -147,7 +147,7 @@ def test_bias_formula_value_and_library_quadrature():
 
 
 def _simulate(steps, n, seed):
-    xT = SCH.sample_prior((n, D), seed=seed, dtype=torch.float64)
+    xT = SCH.sample_prior((n, D), noise=c.Keys(seed), dtype=torch.float64)
     res = c.sample_sde(_wrong_score, SCH, xT, steps, noise=gen(seed))
     w_end = float(_model_variance(SCH.grid(4000))[-1])
     log_q = -0.5 * D * math.log(2 * math.pi * w_end) - 0.5 * (res.x**2).sum(1) / w_end
@@ -170,7 +170,7 @@ def test_bounds_ordering_on_misspecified_model():
 def test_bias_vanishes_with_exact_score():
     """c = 1: the score is exact and E[r_0 − log q_0] is EM discretisation only."""
     lam = SCH.grid(1000)
-    xT = SCH.sample_prior((4000, D), seed=9, dtype=torch.float64)
+    xT = SCH.sample_prior((4000, D), noise=c.Keys(9), dtype=torch.float64)
     exact = lambda x, l: -x / _v(l).reshape(-1, 1).to(x)  # noqa: E731
     res = c.sample_sde(exact, SCH, xT, grid=lam, noise=gen(9))
     v_end = float(_v(torch.tensor(SCH.lambda_max)))

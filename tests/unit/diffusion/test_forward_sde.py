@@ -22,7 +22,7 @@ def test_hutchinson_version_is_unbiased_too(gmm2d, vp8):
     x0 = gmm2d.sample_noised(400, vp8.lambda_max, gen(1))
     true = gmm2d.log_prob(x0, vp8.lambda_max)
     prior = lambda z: gmm2d.log_prob(z, vp8.lambda_min)  # noqa: E731
-    res = c.forward_sde_log_prob(gmm2d, vp8, x0, 1000, prior_log_prob=prior, seed=1)
+    res = c.forward_sde_log_prob(gmm2d, vp8, x0, 1000, prior_log_prob=prior, noise=c.Keys(1))
     err = res.logp - true
     assert res.nfe == 1000
     se = float(err.std()) / 400**0.5
@@ -50,7 +50,7 @@ def test_flipped_laplacian_sign_is_caught(gmm2d, vp8):
 
 def test_autograd_trace_equals_closed_form_laplacian(gmm2d, vp8):
     x0 = gmm2d.sample_noised(50, vp8.lambda_max, gen(3))
-    kw = dict(prior_log_prob=lambda z: gmm2d.log_prob(z, vp8.lambda_min), seed=3)
+    kw = dict(prior_log_prob=lambda z: gmm2d.log_prob(z, vp8.lambda_min), noise=c.Keys(3))
     a = c.forward_sde_log_prob(gmm2d, vp8, x0, 50, divergence="exact", **kw)
     b = c.forward_sde_log_prob(gmm2d, vp8, x0, 50, divergence="analytic", **kw)
     assert a.nfe == 50 * 2 and b.nfe == 50  # exact trace in D = 2: two JVPs per step

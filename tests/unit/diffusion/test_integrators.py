@@ -38,7 +38,7 @@ def _exact(lam0, lam):
 
 def _err(method, n, lo=0.0, hi=2.0):
     grid = torch.linspace(lo, hi, n + 1, dtype=DT)
-    x, a, _ = integrate_ode(_drift, X0.clone(), grid, A0.clone(), method)
+    x, a, _ = integrate_ode(_drift, X0.clone(), grid, acc=A0.clone(), method=method)
     xe, ae = _exact(lo, hi)
     return float((x - xe).abs().max()), float((a - ae).abs().max())
 
@@ -66,7 +66,14 @@ def test_heun_is_second_order(lo, hi):
 def test_dopri5_matches_closed_form(lo, hi):
     grid = torch.linspace(lo, hi, 5, dtype=DT)
     x, a, traj = integrate_ode(
-        _drift, X0.clone(), grid, A0.clone(), "dopri5", rtol=1e-11, atol=1e-12, record=True
+        _drift,
+        X0.clone(),
+        grid,
+        acc=A0.clone(),
+        method="dopri5",
+        rtol=1e-11,
+        atol=1e-12,
+        record=True,
     )
     xe, ae = _exact(lo, hi)
     torch.testing.assert_close(x, xe, rtol=0, atol=1e-8)
@@ -81,7 +88,7 @@ def test_dopri5_matches_closed_form(lo, hi):
 
 def test_rk4_via_torchdiffeq():
     grid = torch.linspace(0.0, 2.0, 41, dtype=DT)
-    x, a, _ = integrate_ode(_drift, X0.clone(), grid, A0.clone(), "rk4")
+    x, a, _ = integrate_ode(_drift, X0.clone(), grid, acc=A0.clone(), method="rk4")
     xe, ae = _exact(0.0, 2.0)
     torch.testing.assert_close(x, xe, rtol=0, atol=1e-6)
     torch.testing.assert_close(a, ae, rtol=0, atol=1e-6)
@@ -92,14 +99,16 @@ def test_rk4_via_torchdiffeq():
 def test_record_trajectory(method, lo, hi):
     n = 16
     grid = torch.linspace(lo, hi, n + 1, dtype=DT)
-    x, a, traj = integrate_ode(_drift, X0.clone(), grid, A0.clone(), method, record=True)
+    x, a, traj = integrate_ode(
+        _drift, X0.clone(), grid, acc=A0.clone(), method=method, record=True
+    )
     assert traj.lam.shape == (n + 1,) and torch.equal(traj.lam, grid)
     assert traj.x.shape == (n + 1, 3, 2) and traj.logp.shape == (n + 1, 3)
     assert torch.equal(traj.x[0], X0) and torch.equal(traj.logp[0], A0)
     assert torch.equal(traj.x[-1], x) and torch.equal(traj.logp[-1], a)
     # the state recorded at grid point k is the result of integrating over grid[:k + 1]
     k = n // 2
-    xk, ak, _ = integrate_ode(_drift, X0.clone(), grid[: k + 1], A0.clone(), method)
+    xk, ak, _ = integrate_ode(_drift, X0.clone(), grid[: k + 1], acc=A0.clone(), method=method)
     assert torch.equal(traj.x[k], xk) and torch.equal(traj.logp[k], ak)
     xe, _ = _exact(lo, float(grid[k]))
     torch.testing.assert_close(traj.x[k], xe, rtol=0, atol=0.2 if method == "euler" else 0.03)
@@ -108,15 +117,14 @@ def test_record_trajectory(method, lo, hi):
 def test_no_accumulator():
     grid = torch.linspace(0.0, 1.0, 11, dtype=DT)
     x, a, traj = integrate_ode(
-        lambda x, lam: (_drift(x, lam)[0], None), X0.clone(), grid, None, "heun", record=True
+        lambda x, lam: (_drift(x, lam)[0], None), X0.clone(), grid, method="heun", record=True
     )
     assert a is None and traj.logp is None and traj.x.shape == (11, 3, 2)
     x2, a2, _ = integrate_ode(
         lambda x, lam: (_drift(x, lam)[0], None),
         X0.clone(),
         grid,
-        None,
-        "dopri5",
+        method="dopri5",
         rtol=1e-10,
         atol=1e-10,
     )
@@ -132,7 +140,7 @@ def test_integrator_reports_nonfinite_state_step():
         return (torch.full_like(x, math.inf) if bad else x), None
 
     with pytest.raises(FloatingPointError, match="step 3"):
-        integrate_ode(drift, X0.clone(), grid, None, "euler")
+        integrate_ode(drift, X0.clone(), grid, method="euler")
 
 
 # -- NFE -----------------------------------------------------------------------------------------
@@ -149,7 +157,7 @@ ORACLE2 = GaussianMixture(
 
 
 def _x(d=3, b=4):
-    return SCH.sample_prior((b, d), seed=0, dtype=DT)
+    return SCH.sample_prior((b, d), noise=cartoonist.Keys(0), dtype=DT)
 
 
 def test_nfe_sample_sde():
@@ -180,9 +188,11 @@ def test_nfe_exact_divergence():
 
 
 def test_nfe_hd_sample():
-    res = cartoonist.hd_sample(ORACLE3, SCH, _x(), 0.0, 40, first_stage="sde")
+    res = cartoonist.hd_sample(ORACLE3, SCH, _x(), 40, lambda_threshold=0.0, first_stage="sde")
     assert res.nfe == 40 and sum(res.info["steps"]) == 40
-    res = cartoonist.hd_sample(ORACLE3, SCH, _x(), 0.0, 40, first_stage="ode", method="heun")
+    res = cartoonist.hd_sample(
+        ORACLE3, SCH, _x(), 40, lambda_threshold=0.0, first_stage="ode", method="heun"
+    )
     assert res.nfe == 80
 
 
@@ -191,16 +201,22 @@ def _never(x, lam):
     raise AssertionError("the score was evaluated before the inputs were validated")
 
 
-X_OK = SCH.sample_prior((4, 3), seed=0, dtype=DT)
+X_OK = SCH.sample_prior((4, 3), noise=cartoonist.Keys(0), dtype=DT)
 
-ENTRY_POINTS = {
-    "sample_sde": (lambda x: cartoonist.sample_sde(_never, SCH, x, 10), "x_init"),
-    "sample_ode": (lambda x: cartoonist.sample_ode(_never, SCH, x, 10), "x_init"),
-    "ode_log_prob": (lambda x: cartoonist.ode_log_prob(_never, SCH, x, 10), "x0"),
-    "hd_sample": (lambda x: cartoonist.hd_sample(_never, SCH, x, 0.0, 10), "x_init"),
-    "hd_ode": (lambda x: cartoonist.hd_ode(_never, SCH, x, 0.0, 10), "x"),
-    "elbo": (lambda x: cartoonist.elbo(_never, SCH, x, 8), "x0"),
+ENTRY_POINTS = {  # every public sampler / estimator that takes a state batch x
+    "sample_sde": lambda x: cartoonist.sample_sde(_never, SCH, x, 10),
+    "sample_ode": lambda x: cartoonist.sample_ode(_never, SCH, x, 10),
+    "ode_log_prob": lambda x: cartoonist.ode_log_prob(_never, SCH, x, 10),
+    "ode_log_prob_along": lambda x: cartoonist.ode_log_prob_along(_never, SCH, x, 10),
+    "hd_sample": lambda x: cartoonist.hd_sample(_never, SCH, x, 10, lambda_threshold=0.0),
+    "hd_ode": lambda x: cartoonist.hd_ode(_never, SCH, x, 10, lambda_start=0.0),
+    "track_mode": lambda x: cartoonist.track_mode(_never, SCH, x, 10, lambda_t=0.0),
+    "newton_mode": lambda x: cartoonist.newton_mode(_never, SCH, x, lambda_t=0.0),
+    "sample_mode_tracking": lambda x: cartoonist.sample_mode_tracking(_never, SCH, x, 10),
+    "elbo": lambda x: cartoonist.elbo(_never, SCH, x, 8),
+    "forward_sde_log_prob": lambda x: cartoonist.forward_sde_log_prob(_never, SCH, x, 10),
 }
+ENTRY_POINTS = {k: (v, "x") for k, v in ENTRY_POINTS.items()}
 
 
 @pytest.mark.parametrize("name", list(ENTRY_POINTS))
@@ -238,7 +254,9 @@ def test_rejects_bad_logp_init(logp_init):
     with pytest.raises(ValueError, match="logp_init"):
         cartoonist.sample_ode(_never, SCH, X_OK, 10, logp_init=logp_init)
     with pytest.raises(ValueError, match="logp_init"):
-        cartoonist.hd_ode(_never, SCH, X_OK, 0.0, 10, track_logp=True, logp_init=logp_init)
+        cartoonist.hd_ode(
+            _never, SCH, X_OK, 10, lambda_start=0.0, track_logp=True, logp_init=logp_init
+        )
 
 
 def test_logp_init_required_off_lambda_min():
@@ -248,7 +266,7 @@ def test_logp_init_required_off_lambda_min():
     with pytest.raises(ValueError, match="logp_init"):
         cartoonist.sample_ode(_never, SCH, X_OK, grid=grid)
     with pytest.raises(ValueError, match="logp_init"):
-        cartoonist.hd_ode(_never, SCH, X_OK, 0.0, 10, track_logp=True)
+        cartoonist.hd_ode(_never, SCH, X_OK, 10, lambda_start=0.0, track_logp=True)
 
 
 @pytest.mark.parametrize(
@@ -287,17 +305,17 @@ def test_ode_samplers_check_grid_direction():
 @pytest.mark.parametrize("thr", [-8.0, 8.0, -9.0, 8.5, math.nan, math.inf])
 def test_hd_sample_rejects_threshold(thr):
     with pytest.raises(ValueError, match="lambda_threshold"):
-        cartoonist.hd_sample(_never, SCH, X_OK, thr, 10)
+        cartoonist.hd_sample(_never, SCH, X_OK, 10, lambda_threshold=thr)
 
 
 def test_hd_sample_rejects_first_stage():
     with pytest.raises(ValueError, match="first_stage"):
-        cartoonist.hd_sample(_never, SCH, X_OK, 0.0, 10, first_stage="pf-ode")
+        cartoonist.hd_sample(_never, SCH, X_OK, 10, lambda_threshold=0.0, first_stage="pf-ode")
 
 
 def test_hd_ode_rejects_start_outside_range():
-    with pytest.raises(ValueError, match="grid endpoint"):
-        cartoonist.hd_ode(_never, SCH, X_OK, -9.0, 10)
+    with pytest.raises(ValueError, match="lambda_start"):
+        cartoonist.hd_ode(_never, SCH, X_OK, 10, lambda_start=-9.0)
 
 
 @pytest.mark.parametrize("steps", [0, -1, 2.5, True])
@@ -309,14 +327,14 @@ def test_rejects_bad_steps(steps):
     with pytest.raises(ValueError, match="steps"):
         cartoonist.ode_log_prob(_never, SCH, X_OK, steps)
     with pytest.raises(ValueError, match="steps"):
-        cartoonist.hd_sample(_never, SCH, X_OK, 0.0, steps)
+        cartoonist.hd_sample(_never, SCH, X_OK, steps, lambda_threshold=0.0)
     with pytest.raises(ValueError, match="steps"):
-        cartoonist.hd_ode(_never, SCH, X_OK, 0.0, steps)
+        cartoonist.hd_ode(_never, SCH, X_OK, steps, lambda_start=0.0)
 
 
 def test_hd_sample_needs_two_steps():
     with pytest.raises(ValueError, match="steps"):
-        cartoonist.hd_sample(_never, SCH, X_OK, 0.0, 1)
+        cartoonist.hd_sample(_never, SCH, X_OK, 1, lambda_threshold=0.0)
 
 
 def test_steps_none_without_grid():
@@ -337,9 +355,9 @@ def test_rejects_bad_divergence_method():
 
 def test_rejects_sample_ids_of_wrong_length():
     with pytest.raises(ValueError, match="sample_ids"):
-        cartoonist.sample_sde(_never, SCH, X_OK, 10, sample_ids=[0, 1, 2])
+        cartoonist.sample_sde(_never, SCH, X_OK, 10, noise=cartoonist.Keys(0, [0, 1, 2]))
     with pytest.raises(ValueError, match="sample_ids"):
-        cartoonist.ode_log_prob(_never, SCH, X_OK, 10, sample_ids=range(5))
+        cartoonist.ode_log_prob(_never, SCH, X_OK, 10, noise=cartoonist.Keys(0, range(5)))
 
 
 def test_elbo_rejects_bad_arguments():
@@ -349,3 +367,216 @@ def test_elbo_rejects_bad_arguments():
         cartoonist.elbo(_never, SCH, X_OK, 1)
     with pytest.raises(ValueError, match="n_lambda"):
         cartoonist.elbo(_never, SCH, X_OK, 8.0)
+
+
+# -- one bad argument → one ValueError naming it, before the score is evaluated ------------------
+_G = SCH.grid(10)
+_KW = {  # entry point -> (callable(**overrides), the keyword arguments it accepts)
+    "sample_sde": lambda **k: cartoonist.sample_sde(_never, SCH, X_OK, **{"steps": 10, **k}),
+    "sample_ode": lambda **k: cartoonist.sample_ode(_never, SCH, X_OK, **{"steps": 10, **k}),
+    "ode_log_prob": lambda **k: cartoonist.ode_log_prob(_never, SCH, X_OK, **{"steps": 10, **k}),
+    "ode_log_prob_along": lambda **k: cartoonist.ode_log_prob_along(
+        _never, SCH, X_OK, **{"steps": 10, **k}
+    ),
+    "hd_sample": lambda **k: cartoonist.hd_sample(
+        _never, SCH, X_OK, **{"steps": 10, "lambda_threshold": 0.0, "track_logp": True, **k}
+    ),
+    "hd_ode": lambda **k: cartoonist.hd_ode(
+        _never, SCH, X_OK, **{"steps": 10, "lambda_start": -8.0, "track_logp": True, **k}
+    ),
+    "track_mode": lambda **k: cartoonist.track_mode(
+        _never, SCH, X_OK, **{"steps": 10, "lambda_t": 0.0, **k}
+    ),
+    "newton_mode": lambda **k: cartoonist.newton_mode(_never, SCH, X_OK, **{"lambda_t": 0.0, **k}),
+    "sample_mode_tracking": lambda **k: cartoonist.sample_mode_tracking(
+        _never, SCH, X_OK, **{"steps": 10, **k}
+    ),
+    "elbo": lambda **k: cartoonist.elbo(_never, SCH, X_OK, **{"n_lambda": 8, **k}),
+    "forward_sde_log_prob": lambda **k: cartoonist.forward_sde_log_prob(
+        _never, SCH, X_OK, **{"steps": 10, **k}
+    ),
+    "sample_prior": lambda **k: SCH.sample_prior((4, 3), **k),
+}
+_BAD = {  # argument -> (bad value, the entry points that take it)
+    "noise": (cartoonist.Keys(0, [0, 1]), set(_KW) - {"newton_mode"}),
+    "steps": (
+        0,
+        {
+            "sample_sde",
+            "sample_ode",
+            "ode_log_prob",
+            "ode_log_prob_along",
+            "hd_sample",
+            "hd_ode",
+            "track_mode",
+            "sample_mode_tracking",
+            "forward_sde_log_prob",
+        },
+    ),
+    "grid": (
+        _G.flip(0)[:1],
+        {
+            "sample_sde",
+            "sample_ode",
+            "ode_log_prob",
+            "ode_log_prob_along",
+            "hd_sample",
+            "hd_ode",
+            "track_mode",
+            "forward_sde_log_prob",
+        },
+    ),
+    "method": (
+        "bogus",
+        {
+            "sample_ode",
+            "ode_log_prob",
+            "ode_log_prob_along",
+            "hd_sample",
+            "hd_ode",
+            "track_mode",
+            "sample_mode_tracking",
+        },
+    ),
+    "divergence": (
+        "bogus",
+        {
+            "sample_ode",
+            "ode_log_prob",
+            "ode_log_prob_along",
+            "hd_sample",
+            "hd_ode",
+            "forward_sde_log_prob",
+        },
+    ),
+    "probes": (
+        0,
+        {
+            "sample_ode",
+            "ode_log_prob",
+            "ode_log_prob_along",
+            "hd_sample",
+            "hd_ode",
+            "forward_sde_log_prob",
+            "elbo",
+        },
+    ),
+    "backend": (
+        "sideways",
+        {
+            "sample_ode",
+            "ode_log_prob",
+            "ode_log_prob_along",
+            "hd_sample",
+            "hd_ode",
+            "forward_sde_log_prob",
+        },
+    ),
+    "logp_init": (
+        torch.zeros(3, dtype=DT),
+        {"sample_sde", "sample_ode", "ode_log_prob_along", "hd_sample", "hd_ode"},
+    ),
+    "lambda_threshold": (9.0, {"hd_sample"}),
+    "lambda_start": (-9.0, {"hd_ode"}),
+    "lambda_t": (math.nan, {"track_mode", "newton_mode", "sample_mode_tracking"}),
+    "lambda_end": (8.5, {"hd_ode", "track_mode"}),
+    "lambda_s": (-1.0, {"newton_mode"}),
+    "sde_steps": (-3, {"sample_mode_tracking"}),
+    "n_lambda": (1, {"elbo"}),
+    "estimator": ("exact", {"elbo"}),
+    "proposal": ("uniform", {"elbo"}),
+    "solver": ("lu", {"track_mode"}),
+    "laplacian_probes": (0, {"track_mode"}),
+    "logp_scheme": ("midpoint", {"sample_sde"}),
+    "first_stage": ("pf-ode", {"hd_sample"}),
+    "max_iter": (0, {"newton_mode"}),
+    "start": (torch.zeros(4, 2, dtype=DT), {"newton_mode"}),
+    "velocity": ("fast", {"ode_log_prob_along"}),
+}
+_NAMES = {
+    "steps": "steps|sde_steps",
+    "sde_steps": "steps",
+    "logp_init": "logp_init",
+    "grid": "grid",
+    "divergence": "divergence method",
+    "backend": "divergence backend",
+}
+_CASES = [(ep, arg) for arg, (_, eps) in _BAD.items() for ep in sorted(eps)]
+
+
+def test_every_public_entry_point_is_covered():
+    public = {
+        "sample_sde",
+        "sample_ode",
+        "ode_log_prob",
+        "ode_log_prob_along",
+        "hd_ode",
+        "hd_sample",
+        "track_mode",
+        "newton_mode",
+        "elbo",
+        "forward_sde_log_prob",
+        "sample_mode_tracking",
+        "sample_prior",
+    }
+    assert public <= set(_KW) and {ep for ep, _ in _CASES} == set(_KW)
+
+
+@pytest.mark.parametrize("entry,arg", _CASES)
+def test_bad_argument_raises_one_value_error_naming_it(entry, arg):
+    value = _BAD[arg][0]
+    with pytest.raises(ValueError, match=_NAMES.get(arg, arg)):
+        _KW[entry](**{arg: value})
+
+
+def test_integrate_ode_and_tracking_bias_validate_arguments():
+    from cartoonist.diffusion.integrators import integrate_ode
+
+    drift = lambda x, lam: (x, None)  # noqa: E731
+    with pytest.raises(ValueError, match="drift"):
+        integrate_ode("drift", X_OK, _G)
+    with pytest.raises(ValueError, match="x must"):
+        integrate_ode(drift, [1.0], _G)
+    with pytest.raises(ValueError, match="grid"):
+        integrate_ode(drift, X_OK, _G[:1])
+    with pytest.raises(ValueError, match="acc"):
+        integrate_ode(drift, X_OK, _G, acc=torch.zeros(3, dtype=DT))
+    with pytest.raises(ValueError, match="method"):
+        integrate_ode(drift, X_OK, _G, method="bogus")
+    ok = lambda x, lam: x  # noqa: E731
+    with pytest.raises(ValueError, match="score_model"):
+        cartoonist.tracking_bias(None, ok, lambda lam: X_OK, SCH)
+    with pytest.raises(ValueError, match="sample_marginal"):
+        cartoonist.tracking_bias(ok, ok, 3, SCH)
+    with pytest.raises(ValueError, match="schedule"):
+        cartoonist.tracking_bias(ok, ok, lambda lam: X_OK, "VP")
+    with pytest.raises(ValueError, match="n_lambda"):
+        cartoonist.tracking_bias(ok, ok, lambda lam: X_OK, SCH, n_lambda=1)
+
+
+def test_hd_sample_and_track_mode_accept_grid():
+    x = X_OK[:, :2]
+    grid = SCH.grid(10)
+    a = cartoonist.hd_sample(ORACLE2, SCH, x, 10, lambda_threshold=0.0, first_stage="sde")
+    b = cartoonist.hd_sample(ORACLE2, SCH, x, grid=grid, lambda_threshold=0.0, first_stage="sde")
+    # the grids agree up to linspace round-off
+    torch.testing.assert_close(a.x, b.x, rtol=1e-12, atol=1e-12)
+    assert a.info["steps"] == b.info["steps"] == (5, 5)
+    with pytest.raises(ValueError, match="lambda_threshold"):
+        cartoonist.hd_sample(ORACLE2, SCH, x, grid=grid, lambda_threshold=0.5)
+    m1 = cartoonist.track_mode(ORACLE2, SCH, x, 8, lambda_t=0.0, method="euler")
+    m2 = cartoonist.track_mode(ORACLE2, SCH, x, grid=SCH.grid(8, 0.0), method="euler")
+    assert torch.equal(m1.x, m2.x)
+    h1 = cartoonist.hd_ode(ORACLE2, SCH, x, 8, lambda_start=0.0)
+    h2 = cartoonist.hd_ode(ORACLE2, SCH, x, grid=SCH.grid(8, 0.0))
+    assert torch.equal(h1.x, h2.x)
+
+
+def test_keys_stage_reproduces_seed_plus_one():
+    k = cartoonist.Keys(4, [3, 1])
+    assert k.stage(1) == cartoonist.Keys(5, [3, 1])
+    from cartoonist.diffusion.rng import next_stage
+
+    assert next_stage(None) == cartoonist.Keys(1)
+    g = torch.Generator()
+    assert next_stage(g) is g

@@ -12,8 +12,8 @@ def _tracked_vs_newton(gmm, x_t, lam_t, lam_end, **kw):
         gmm,
         gmm.schedule,
         x_t,
-        lam_t,
         400,
+        lambda_t=lam_t,
         lambda_end=lam_end,
         hessian_fn=gmm.hessian,
         grad_laplacian_fn=gmm.grad_laplacian,
@@ -23,9 +23,9 @@ def _tracked_vs_newton(gmm, x_t, lam_t, lam_end, **kw):
         gmm,
         gmm.schedule,
         x_t,
-        lam_t,
-        lam_end,
-        x_init=m.x,
+        lambda_t=lam_t,
+        lambda_s=lam_end,
+        start=m.x,
         hessian_fn=gmm.hessian,
         log_prob=gmm.log_prob,
     )
@@ -38,7 +38,7 @@ def test_mode_tracking_hits_newton_mode_1d(gmm1d, lam_t):
     m, ref = _tracked_vs_newton(gmm1d, x_t, lam_t, 9.0)
     assert bool(ref.converged.all())  # a strict local maximum: ∇log q = 0, Hessian < 0
     assert float((m.x - ref.x).abs().max()) <= 1e-6
-    hd = c.hd_ode(gmm1d, gmm1d.schedule, x_t, lam_t, 400, lambda_end=9.0)
+    hd = c.hd_ode(gmm1d, gmm1d.schedule, x_t, 400, lambda_start=lam_t, lambda_end=9.0)
     assert float((hd.x - ref.x).abs().max()) > 1e-3  # the HD-ODE only approximates the mode
 
 
@@ -58,8 +58,8 @@ def test_matrix_free_and_autograd_variants_agree(gmm2d):
         gmm2d,
         gmm2d.schedule,
         x_t,
-        lam_t,
         40,
+        lambda_t=lam_t,
         hessian_fn=gmm2d.hessian,
         grad_laplacian_fn=gmm2d.grad_laplacian,
         **kw,
@@ -68,20 +68,20 @@ def test_matrix_free_and_autograd_variants_agree(gmm2d):
         gmm2d,
         gmm2d.schedule,
         x_t,
-        lam_t,
         40,
+        lambda_t=lam_t,
         solver="cg",
         hvp_fn=gmm2d.hvp,
         grad_laplacian_fn=gmm2d.grad_laplacian,
         **kw,
     )
-    auto = c.track_mode(gmm2d, gmm2d.schedule, x_t, lam_t, 40, method="heun", **kw)
+    auto = c.track_mode(gmm2d, gmm2d.schedule, x_t, 40, lambda_t=lam_t, method="heun", **kw)
     auto_closed = c.track_mode(
         gmm2d,
         gmm2d.schedule,
         x_t,
-        lam_t,
         40,
+        lambda_t=lam_t,
         method="heun",
         hessian_fn=gmm2d.hessian,
         grad_laplacian_fn=gmm2d.grad_laplacian,
@@ -104,7 +104,7 @@ def test_hd_ode_is_exact_on_gaussian_data():
     for lam_t in (-3.0, 0.0, 2.0):
         x_t = g.sample_noised(5, lam_t, gen(3))
         lam_s = 8.0
-        y = c.hd_ode(g, sch, x_t, lam_t, 4000, lambda_end=lam_s, method="heun").x
+        y = c.hd_ode(g, sch, x_t, 4000, lambda_start=lam_t, lambda_end=lam_s, method="heun").x
         a_t, a_s = float(sch.alpha(lam_t)), float(sch.alpha(lam_s))
         C_t, C_s = a_t**2 * s0**2 + float(sch.g2(lam_t)), a_s**2 * s0**2 + float(sch.g2(lam_s))
         mode = (a_t / a_s) * C_s / C_t * x_t  # E[x_s | x_t] = Cov(x_s, x_t) C_t⁻¹ x_t
@@ -113,8 +113,8 @@ def test_hd_ode_is_exact_on_gaussian_data():
             g,
             sch,
             x_t,
-            lam_t,
             100,
+            lambda_t=lam_t,
             lambda_end=lam_s,
             hessian_fn=g.hessian,
             grad_laplacian_fn=g.grad_laplacian,
@@ -126,15 +126,17 @@ def test_hd_ode_is_exact_on_gaussian_data():
 def test_algorithm1_beats_regular_sampling(gmm2d, vp8, first_stage):
     """Digest §7.7: HD samples have higher mean exact log p than regular samples from the same x_T
     (and, for the SDE first stage, the same Brownian path), at every threshold."""
-    xT = vp8.sample_prior((1000, 2), seed=4, dtype=torch.float64)
+    xT = vp8.sample_prior((1000, 2), noise=c.Keys(4), dtype=torch.float64)
     steps = 400
     if first_stage == "ode":
         regular = c.sample_ode(gmm2d, vp8, xT, steps, method="euler", track_logp=False)
     else:
-        regular = c.sample_sde(gmm2d, vp8, xT, steps, seed=4, track_logp=False)
+        regular = c.sample_sde(gmm2d, vp8, xT, steps, noise=c.Keys(4), track_logp=False)
     base = gmm2d.log_prob(regular.x, vp8.lambda_max)
     for thr in (-6.0, -2.0, 0.0, 2.0, 4.0, 6.0):
-        hd = c.hd_sample(gmm2d, vp8, xT, thr, steps, first_stage=first_stage, seed=4)
+        hd = c.hd_sample(
+            gmm2d, vp8, xT, steps, lambda_threshold=thr, first_stage=first_stage, noise=c.Keys(4)
+        )
         assert hd.nfe == steps  # one score evaluation per step, like ordinary sampling
         d = gmm2d.log_prob(hd.x, vp8.lambda_max) - base
         se = float(d.std()) / d.numel() ** 0.5
@@ -149,8 +151,8 @@ def test_algorithm1_tracked_log_density(gmm2d, vp8):
         gmm2d,
         vp8,
         xT,
-        0.0,
         800,
+        lambda_threshold=0.0,
         first_stage="ode",
         method="heun",
         track_logp=True,
@@ -174,7 +176,7 @@ def test_split_steps_is_proportional(vp8):
 def test_newton_mode_rejects_bad_levels(gmm2d):
     x = torch.zeros(2, 2, dtype=torch.float64)
     with pytest.raises(ValueError, match="lambda_s"):
-        c.newton_mode(gmm2d, gmm2d.schedule, x, 2.0, 1.0)
+        c.newton_mode(gmm2d, gmm2d.schedule, x, lambda_t=2.0, lambda_s=1.0)
 
 
 def test_matrix_free_solver_at_larger_dimension():
@@ -190,8 +192,8 @@ def test_matrix_free_solver_at_larger_dimension():
     )
     x_t = mix.sample_noised(2, 1.0, g)
     kw = dict(lambda_end=3.0, method="heun", grad_laplacian_fn=mix.grad_laplacian)
-    dense = c.track_mode(mix, mix.schedule, x_t, 1.0, 20, hessian_fn=mix.hessian, **kw)
-    cg = c.track_mode(mix, mix.schedule, x_t, 1.0, 20, solver="cg", hvp_fn=mix.hvp, **kw)
+    dense = c.track_mode(mix, mix.schedule, x_t, 20, lambda_t=1.0, hessian_fn=mix.hessian, **kw)
+    cg = c.track_mode(mix, mix.schedule, x_t, 20, lambda_t=1.0, solver="cg", hvp_fn=mix.hvp, **kw)
     torch.testing.assert_close(cg.x, dense.x, rtol=0, atol=1e-8)
 
 

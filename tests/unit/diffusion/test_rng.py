@@ -154,7 +154,7 @@ SLICES = [(5, 6), (10, 17), (0, 64)]  # batch sizes 1, 7, 64
 
 
 def _prior_x():
-    return SCH.sample_prior((N, 3), seed=0, dtype=DT)
+    return SCH.sample_prior((N, 3), noise=cartoonist.Keys(0), dtype=DT)
 
 
 def _data_x():
@@ -164,11 +164,23 @@ def _data_x():
 RUNNERS = {
     "sample_sde": (
         _prior_x,
-        lambda x, ids: cartoonist.sample_sde(ORACLE, SCH, x, 50, seed=3, sample_ids=ids),
+        lambda x, ids: cartoonist.sample_sde(
+            ORACLE,
+            SCH,
+            x,
+            50,
+            noise=cartoonist.Keys(3, ids),
+        ),
     ),
     "ode_log_prob": (
         _data_x,
-        lambda x, ids: cartoonist.ode_log_prob(ORACLE, SCH, x, 20, seed=3, sample_ids=ids),
+        lambda x, ids: cartoonist.ode_log_prob(
+            ORACLE,
+            SCH,
+            x,
+            20,
+            noise=cartoonist.Keys(3, ids),
+        ),
     ),
     "hd_sample": (
         _prior_x,
@@ -179,8 +191,7 @@ RUNNERS = {
             lambda_threshold=0.0,
             steps=40,
             first_stage="sde",
-            seed=3,
-            sample_ids=ids,
+            noise=cartoonist.Keys(3, ids),
         ),
     ),
     "hd_sample_ode_tracked": (
@@ -192,12 +203,20 @@ RUNNERS = {
             lambda_threshold=0.0,
             steps=20,
             first_stage="ode",
-            seed=3,
-            sample_ids=ids,
+            noise=cartoonist.Keys(3, ids),
             track_logp=True,
         ),
     ),
-    "elbo": (_data_x, lambda x, ids: cartoonist.elbo(ORACLE, SCH, x, 16, seed=3, sample_ids=ids)),
+    "elbo": (
+        _data_x,
+        lambda x, ids: cartoonist.elbo(
+            ORACLE,
+            SCH,
+            x,
+            16,
+            noise=cartoonist.Keys(3, ids),
+        ),
+    ),
 }
 
 
@@ -218,9 +237,9 @@ def test_samplers_are_batch_size_invariant(name):
 
 def test_sample_sde_seed_changes_path():
     x = _prior_x()[:4]
-    a = cartoonist.sample_sde(ORACLE, SCH, x, 20, seed=3)
-    b = cartoonist.sample_sde(ORACLE, SCH, x, 20, seed=4)
-    c = cartoonist.sample_sde(ORACLE, SCH, x, 20, seed=3)
+    a = cartoonist.sample_sde(ORACLE, SCH, x, 20, noise=cartoonist.Keys(3))
+    b = cartoonist.sample_sde(ORACLE, SCH, x, 20, noise=cartoonist.Keys(4))
+    c = cartoonist.sample_sde(ORACLE, SCH, x, 20, noise=cartoonist.Keys(3))
     assert not torch.allclose(a.x, b.x)
     assert torch.equal(a.x, c.x) and torch.equal(a.logp, c.logp)
 

@@ -283,7 +283,7 @@ def test_prior_log_prob_float32_input_is_float64():
 
 
 def test_sample_prior_statistics(sch):
-    x = sch.sample_prior((20000, 2), seed=5, dtype=DT)
+    x = sch.sample_prior((20000, 2), noise=cartoonist.Keys(5), dtype=DT)
     assert x.shape == (20000, 2) and x.dtype == DT
     std = sch.prior_std
     n = x.numel()
@@ -294,28 +294,31 @@ def test_sample_prior_statistics(sch):
 
 def test_sample_prior_is_keyed_per_sample():
     sch = SCHEDULES["VP"]
-    full = sch.sample_prior((5, 3), seed=1, dtype=DT)
+    full = sch.sample_prior((5, 3), noise=cartoonist.Keys(1), dtype=DT)
     for i in range(5):
-        one = sch.sample_prior((1, 3), seed=1, sample_ids=[i], dtype=DT)
+        one = sch.sample_prior((1, 3), noise=cartoonist.Keys(1, [i]), dtype=DT)
         assert torch.equal(one[0], full[i])
     # any order / subset of ids gives the same rows
-    sub = sch.sample_prior((2, 3), seed=1, sample_ids=[4, 1], dtype=DT)
+    sub = sch.sample_prior((2, 3), noise=cartoonist.Keys(1, [4, 1]), dtype=DT)
     assert torch.equal(sub, full[[4, 1]])
     # another seed differs; the same seed repeats
-    assert not torch.equal(sch.sample_prior((5, 3), seed=2, dtype=DT), full)
-    assert torch.equal(sch.sample_prior((5, 3), seed=1, dtype=DT), full)
+    assert not torch.equal(sch.sample_prior((5, 3), noise=cartoonist.Keys(2), dtype=DT), full)
+    assert torch.equal(sch.sample_prior((5, 3), noise=cartoonist.Keys(1), dtype=DT), full)
     # float32 draws come from the same float64 stream
-    f32 = sch.sample_prior((5, 3), seed=1)
+    f32 = sch.sample_prior((5, 3), noise=cartoonist.Keys(1))
     assert f32.dtype == torch.float32
     torch.testing.assert_close(f32, full.float(), rtol=1e-6, atol=1e-7)
 
 
 def test_sample_prior_event_shape_and_ids_length():
     sch = SCHEDULES["Flow"]
-    x = sch.sample_prior((3, 2, 4), seed=0)
+    x = sch.sample_prior((3, 2, 4), noise=cartoonist.Keys(0))
     assert x.shape == (3, 2, 4)
     with pytest.raises(ValueError, match="sample_ids"):
-        sch.sample_prior((3, 2), seed=0, sample_ids=[0, 1])
+        sch.sample_prior(
+            (3, 2),
+            noise=cartoonist.Keys(0, [0, 1]),
+        )
 
 
 def test_public_exports():
@@ -330,7 +333,7 @@ def test_rho_grid_drives_the_samplers():
     gmm = cartoonist.GaussianMixture(
         [0.3, 0.7], [[-1.0, 0.5], [1.5, -0.5]], [[0.3, 0.8], [0.6, 0.2]], schedule=sch
     )
-    x = sch.sample_prior((3, 2), seed=0, dtype=DT)
+    x = sch.sample_prior((3, 2), noise=cartoonist.Keys(0), dtype=DT)
     res = cartoonist.sample_sde(gmm, sch, x, grid=sch.rho_grid(30))
     assert res.nfe == 30 and torch.isfinite(res.logp).all()
     x0 = gmm.sample(5, torch.Generator().manual_seed(0))

@@ -167,7 +167,7 @@ def test_counted_score_counts_inside_jvp_and_vjp():
 def test_counted_score_nfe_in_sampler_result():
     sch = VP(-8.0, 8.0)
     oracle = _oracle(sch)
-    x = sch.sample_prior((4, 3), seed=0, dtype=DT)
+    x = sch.sample_prior((4, 3), noise=cartoonist.Keys(0), dtype=DT)
     res = cartoonist.sample_sde(CountedScore(oracle), sch, x, 12)
     assert res.nfe == 12  # a fresh count per call, even for an already counted score
     cs = CountedScore(oracle)
@@ -189,7 +189,7 @@ def _nan_after_zero(oracle):
 def test_nonfinite_score_in_sample_sde_names_step_and_lambda():
     sch = VP(-8.0, 8.0)
     oracle = _oracle(sch)
-    x = sch.sample_prior((3, 3), seed=0, dtype=DT)
+    x = sch.sample_prior((3, 3), noise=cartoonist.Keys(0), dtype=DT)
     # grid λ_k = −8 + 0.5 k: the first λ > 0 is λ = 0.5 at step 17
     with pytest.raises(NonFiniteScoreError) as info:
         cartoonist.sample_sde(_nan_after_zero(oracle), sch, x, 32)
@@ -202,7 +202,7 @@ def test_nonfinite_score_in_sample_sde_names_step_and_lambda():
 def test_nonfinite_score_names_the_sample():
     sch = VP(-8.0, 8.0)
     oracle = _oracle(sch)
-    x = sch.sample_prior((4, 3), seed=0, dtype=DT)
+    x = sch.sample_prior((4, 3), noise=cartoonist.Keys(0), dtype=DT)
 
     def score(x, lam):
         s = oracle.score(x, lam)
@@ -217,7 +217,7 @@ def test_nonfinite_score_names_the_sample():
 def test_nonfinite_score_in_ode_sampler_names_step():
     sch = VP(-8.0, 8.0)
     oracle = _oracle(sch)
-    x = sch.sample_prior((3, 3), seed=0, dtype=DT)
+    x = sch.sample_prior((3, 3), noise=cartoonist.Keys(0), dtype=DT)
     with pytest.raises(NonFiniteScoreError, match="step 17"):
         cartoonist.sample_ode(
             _nan_after_zero(oracle), sch, x, 32, method="euler", track_logp=False
@@ -229,7 +229,7 @@ def test_nonfinite_score_in_ode_sampler_names_step():
 def test_wrong_shape_score_raises_value_error():
     sch = VP(-8.0, 8.0)
     oracle = _oracle(sch)
-    x = sch.sample_prior((3, 3), seed=0, dtype=DT)
+    x = sch.sample_prior((3, 3), noise=cartoonist.Keys(0), dtype=DT)
     with pytest.raises(ValueError, match="shape"):
         cartoonist.sample_sde(lambda z, lam: oracle.score(z, lam)[:, :2], sch, x, 8)
     with pytest.raises(ValueError, match="shape"):
@@ -246,6 +246,6 @@ def test_unchecked_counted_score_passes_nan_through():
 
 def test_non_callable_score_raises_type_error():
     sch = VP(-8.0, 8.0)
-    x = sch.sample_prior((3, 3), seed=0, dtype=DT)
+    x = sch.sample_prior((3, 3), noise=cartoonist.Keys(0), dtype=DT)
     with pytest.raises(TypeError, match="callable"):
         cartoonist.sample_sde("not a score", sch, x, 8)

@@ -18,7 +18,7 @@ def _track(gmm, sch, steps, n=2000, seed=0, scheme="euler"):
         xT,
         steps,
         logp_init=gmm.log_prob(xT, sch.lambda_min),
-        seed=seed,
+        noise=c.Keys(seed),
         logp_scheme=scheme,
     )
     true = gmm.log_prob(res.x, sch.lambda_max)
@@ -51,7 +51,13 @@ def test_trajectory_matches_log_density_along_the_path(gmm2d, vp8):
     """r_λ tracks log p_λ(x_λ) at every λ, not only at the end."""
     xT = gmm2d.sample_noised(500, vp8.lambda_min, gen(2))
     res = c.sample_sde(
-        gmm2d, vp8, xT, 2000, logp_init=gmm2d.log_prob(xT, vp8.lambda_min), seed=2, record=True
+        gmm2d,
+        vp8,
+        xT,
+        2000,
+        logp_init=gmm2d.log_prob(xT, vp8.lambda_min),
+        noise=c.Keys(2),
+        record=True,
     )
     tr = res.trajectory
     assert tr.x.shape == (2001, 500, 2) and tr.logp.shape == (2001, 500)
@@ -64,9 +70,11 @@ def test_wrong_sign_is_caught(gmm2d, vp8):
     """A tracking rule with the ‖s‖² term's sign flipped drifts far from the truth."""
     xT = gmm2d.sample_noised(500, vp8.lambda_min, gen(3))
     lp0 = gmm2d.log_prob(xT, vp8.lambda_min)
-    good = c.sample_sde(gmm2d, vp8, xT, 500, logp_init=lp0, seed=3)
+    good = c.sample_sde(gmm2d, vp8, xT, 500, logp_init=lp0, noise=c.Keys(3))
     # Time-reversed sampler: running the same update with the score negated breaks Theorem 1.
-    bad = c.sample_sde(lambda x, l: -gmm2d.score(x, l), vp8, xT, 500, logp_init=lp0, seed=3)
+    bad = c.sample_sde(
+        lambda x, l: -gmm2d.score(x, l), vp8, xT, 500, logp_init=lp0, noise=c.Keys(3)
+    )
     e_good = (good.logp - gmm2d.log_prob(good.x, vp8.lambda_max)).abs().mean()
     e_bad = (bad.logp - gmm2d.log_prob(bad.x, vp8.lambda_max)).abs().mean()
     assert e_good < 0.6 and e_bad > 5 * e_good
@@ -83,7 +91,13 @@ def _em_bias_3072(steps, n=32, seed=0):
     g, sch = _gaussian_3072()
     xT = g.sample_noised(n, sch.lambda_min, gen(seed))
     res = c.sample_sde(
-        g, sch, xT, steps, logp_init=g.log_prob(xT, sch.lambda_min), seed=seed, logp_scheme="euler"
+        g,
+        sch,
+        xT,
+        steps,
+        logp_init=g.log_prob(xT, sch.lambda_min),
+        noise=c.Keys(seed),
+        logp_scheme="euler",
     )
     return float((res.logp - g.log_prob(res.x, sch.lambda_max)).mean())
 

@@ -24,7 +24,7 @@ def test_learned_columns_on_exact_score(toy, gmm2d):
     x_t = gmm2d.sample_noised(3, 0.0, gen(3))
     cols = learned_columns(toy, x_t, 0.0, steps=100, n_posterior=2, sde_steps=50)
     assert list(cols)[:2] == ["x_t / α_t", "HD-ODE y_0"] and len(cols) == 5
-    hd = hd_ode(gmm2d, gmm2d.schedule, x_t, 0.0, 100, method="heun").x
+    hd = hd_ode(gmm2d, gmm2d.schedule, x_t, 100, lambda_start=0.0, method="heun").x
     assert torch.allclose(cols["HD-ODE y_0"], hd)
     assert torch.allclose(cols["E[x_0|x_t]"], gmm2d.posterior_mean(x_t, 0.0), atol=1e-12)
     # PF-ODE log p with the exact trace agrees with the exact log p at λ_max (to the ~0.01 nats of
