@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+import cartoonist.config_schemas  # noqa: F401,E402 - registers the sampler/likelihood/noise schemas
+
 __all__ = [
     "ConfigError",
     "OracleModel",
