@@ -131,6 +131,7 @@ class HDSampler:
     lambda_threshold: float = 0.0
     first_stage: FirstStage = FirstStage.ode
     method: str = "euler"
+    track_logp: bool = False
 
 
 @dataclass

@@ -113,6 +113,8 @@ def test_choices_reach_the_target_as_str_and_checkpoint_spec_stays_plain():
     p = instantiate(_compose("sample", ["sampler=hd", "sampler.first_stage=sde"]).sampler)
     assert p.keywords["first_stage"] == "sde" and isinstance(p.keywords["first_stage"], str)
     assert p.keywords["first_stage"] in ("ode", "sde") and {"sde": 1}[p.keywords["first_stage"]]
+    over = ["sampler=hd", "sampler.track_logp=true"]  # README: HD samples with their log p
+    assert instantiate(_compose("sample", over).sampler).keywords["track_logp"] is True
     lik = _compose("evaluate", ["likelihood.divergence=exact", "likelihood.backend=reverse"])
     kw = instantiate(lik.likelihood).keywords
     assert (kw["divergence"], kw["backend"]) == ("exact", "reverse")
