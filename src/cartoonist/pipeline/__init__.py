@@ -1,5 +1,6 @@
 """Plumbing between a composed Hydra config and the layers below; no maths here.
 
+- `schemas`: structured-config schemas of the sampler, likelihood and noise groups;
 - `targets`: what a config node builds, decided by the type of its `_target_` (never its text);
 - `names`: run names (`${model_tag:}`); `validate`: cross-field checks before anything is built;
 - `build`: the score of a run (oracle, our checkpoint, a pretrained model); `figure_inputs`: what
@@ -9,6 +10,7 @@
 """
 
 from cartoonist.errors import ConfigError, format_error
+from cartoonist.pipeline import schemas  # noqa: F401 - registers the config schemas
 from cartoonist.pipeline.build import build_score, event_shape_of
 from cartoonist.pipeline.cli import CONF_DIR, entry_point, preflight
 from cartoonist.pipeline.files import (

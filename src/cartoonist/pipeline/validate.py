@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.errors import ConfigError
+from cartoonist.pipeline.schemas import unknown_keys
 from cartoonist.pipeline.targets import check_targets, is_no_data, likelihood_kind, model_kind
 
 __all__ = ["validate"]
@@ -30,6 +31,8 @@ def _positive_int(cfg, key: str) -> None:
 def validate(cfg: DictConfig, task: str) -> None:
     """Check a composed config before any computation; raise ConfigError naming the key."""
     check_targets(cfg)
+    if unknown := unknown_keys(cfg):  # only `+key=` can add them: Hydra allows it by design
+        raise ConfigError(f"{unknown[0]} is not a setting of its group (a typo, or a `+`?)")
     _check_run_dir(cfg)
     for key in ("seed",):
         if not isinstance(OmegaConf.select(cfg, key), int):

@@ -1,0 +1,305 @@
+"""Structured-config schemas of the `sampler`, `likelihood` and `noise` config groups.
+
+Each option `conf/<group>/<option>.yaml` starts with
+
+    defaults:
+      - <option>_schema
+      - _self_
+
+so Hydra composes it onto the dataclass stored here as `<group>/<option>_schema`: an unknown key
+or a value of the wrong type fails at composition, and the error names the key
+(`sampler.stepz=3`, `sampler.steps=abc`, `sampler.logp_scheme=rk4`). Hydra's `+key=value` adds a
+key even to a Structured Config (by design, Hydra #1515): `unknown_keys` finds such keys, and
+`cartoonist.pipeline.validate` refuses them in one line before anything is built
+(`+sampler.foo=1`).
+The YAML keeps the values (and their comments); the dataclass defaults equal them, so a
+schema alone is a valid config too. `_target_` is a field whose default is the YAML's target.
+
+Closed string choices are `Enum`s mixing in `str` (`_Choice`): OmegaConf checks the value at
+composition and the target receives the member, which *is* a `str` equal to its value (`==`,
+`in (...)`, dict keys, f-strings and JSON behave as with the plain string). Open choices stay
+`str`: `method` (any torchdiffeq method besides "euler"/"heun") and the noise group's `schedule`,
+`weighting` and `importance` (the train task stores `OmegaConf.to_container(cfg.noise)`, Enum
+members included, in its checkpoints, which load with `torch.load(weights_only=True)`: an Enum
+there would not load). TrainingNoise checks those values itself.
+
+It imports nothing from cartoonist. `register_configs()` (idempotent) runs at import; the
+package `cartoonist.pipeline` imports this module, so every composition sees the schemas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from enum import Enum
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+__all__ = [
+    "Backend",
+    "Divergence",
+    "ElboEstimator",
+    "FirstStage",
+    "LogpScheme",
+    "SDESampler",
+    "HDSampler",
+    "PFODESampler",
+    "HeunSampler",
+    "ModeTrackingSampler",
+    "PFODELikelihood",
+    "ELBOLikelihood",
+    "ExactLikelihood",
+    "SDETrackingLikelihood",
+    "TrainingNoiseConfig",
+    "VPNoise",
+    "VENoise",
+    "EDMNoise",
+    "FlowNoise",
+    "SCHEMAS",
+    "register_configs",
+    "unknown_keys",
+]
+
+
+# -- closed choices -----------------------------------------------------------------------------
+class _Choice(str, Enum):
+    """A string choice: a `str` equal to its value, printed as the value (like 3.11's StrEnum)."""
+
+    def __str__(self) -> str:
+        return str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return str.__format__(str.__str__(self), spec)
+
+
+class FirstStage(_Choice):
+    """Algorithm 1's first stage down to lambda_threshold."""
+
+    ode = "ode"
+    sde = "sde"
+
+
+class LogpScheme(_Choice):
+    """Theorem 1's r update: corrected (bias ∝ 1/N²) or the paper's euler (∝ 1/N)."""
+
+    corrected = "corrected"
+    euler = "euler"
+
+
+class Divergence(_Choice):
+    """Laplacian / divergence estimator."""
+
+    hutchinson = "hutchinson"
+    exact = "exact"
+    analytic = "analytic"
+
+
+class Backend(_Choice):
+    """Jacobian-vector products: forward (JVP) or reverse (VJP)."""
+
+    forward = "forward"
+    reverse = "reverse"
+
+
+class ElboEstimator(_Choice):
+    """The ELBO's integrand: denoising (no divergence) or divergence (Theorem 4)."""
+
+    denoising = "denoising"
+    divergence = "divergence"
+
+
+# -- sampler ------------------------------------------------------------------------------------
+@dataclass
+class SDESampler:
+    """conf/sampler/sde.yaml: reverse SDE with the Theorem 1 log-density."""
+
+    _target_: str = "cartoonist.sample_sde"
+    _partial_: bool = True
+    steps: int = 1000
+    track_logp: bool = True
+    logp_scheme: LogpScheme = LogpScheme.corrected
+
+
+@dataclass
+class HDSampler:
+    """conf/sampler/hd.yaml: Algorithm 1 (first stage to lambda_threshold, then the HD-ODE)."""
+
+    _target_: str = "cartoonist.hd_sample"
+    _partial_: bool = True
+    steps: int = 1000
+    lambda_threshold: float = 0.0
+    first_stage: FirstStage = FirstStage.ode
+    method: str = "euler"
+    track_logp: bool = False
+
+
+@dataclass
+class PFODESampler:
+    """conf/sampler/pf_ode.yaml: PF-ODE, Euler steps (null steps: an adaptive method)."""
+
+    _target_: str = "cartoonist.sample_ode"
+    _partial_: bool = True
+    steps: Optional[int] = 256
+    method: str = "euler"
+    track_logp: bool = False
+
+
+@dataclass
+class HeunSampler:
+    """conf/sampler/heun.yaml: PF-ODE, Heun steps."""
+
+    _target_: str = "cartoonist.sample_ode"
+    _partial_: bool = True
+    steps: Optional[int] = 128
+    method: str = "heun"
+    track_logp: bool = False
+
+
+@dataclass
+class ModeTrackingSampler:
+    """conf/sampler/mode_tracking.yaml: Theorem 5 from SDE samples at lambda_t."""
+
+    _target_: str = "cartoonist.sample_mode_tracking"
+    _partial_: bool = True
+    steps: int = 400
+    lambda_t: float = 0.0
+    sde_steps: int = 500
+
+
+# -- likelihood ---------------------------------------------------------------------------------
+@dataclass
+class PFODELikelihood:
+    """conf/likelihood/pf_ode.yaml: PF-ODE log-likelihood (null steps: an adaptive method)."""
+
+    _target_: str = "cartoonist.ode_log_prob"
+    _partial_: bool = True
+    steps: Optional[int] = 256
+    method: str = "heun"
+    divergence: Divergence = Divergence.hutchinson
+    probes: int = 1
+    backend: Backend = Backend.forward
+    rtol: float = 1.0e-5
+    atol: float = 1.0e-5
+
+
+@dataclass
+class ELBOLikelihood:
+    """conf/likelihood/elbo.yaml: continuous-time ELBO (Theorem 4)."""
+
+    _target_: str = "cartoonist.elbo"
+    _partial_: bool = True
+    n_lambda: int = 64
+    estimator: ElboEstimator = ElboEstimator.denoising
+
+
+@dataclass
+class ExactLikelihood:
+    """conf/likelihood/exact.yaml: the oracle's exact log p (model=oracle only)."""
+
+    _target_: str = "cartoonist.diffusion.estimators.exact_log_prob"
+    _partial_: bool = True
+
+
+@dataclass
+class SDETrackingLikelihood:
+    """conf/likelihood/sde_tracking.yaml: Theorem 1's r_0 of the model's own SDE samples."""
+
+    _target_: str = "cartoonist.diffusion.estimators.sde_tracking"
+    _partial_: bool = True
+
+
+# -- noise --------------------------------------------------------------------------------------
+@dataclass
+class TrainingNoiseConfig:
+    """A TrainingNoise (not a partial); conf/noise/vp.yaml's values."""
+
+    _target_: str = "cartoonist.diffusion.losses.TrainingNoise"
+    schedule: str = "vp"  # vp | ve | edm | flow
+    lambda_min: float = -10.0
+    lambda_max: float = 10.0
+    weighting: str = "elbo"  # elbo | sigmoid
+    sigmoid_bias: float = 2.0
+    importance: str = "adaptive"  # uniform | adaptive
+
+
+@dataclass
+class VPNoise(TrainingNoiseConfig):
+    """conf/noise/vp.yaml."""
+
+
+@dataclass
+class VENoise(TrainingNoiseConfig):
+    """conf/noise/ve.yaml: σ ∈ [0.002, 80]."""
+
+    schedule: str = "ve"
+    lambda_min: float = -8.764
+    lambda_max: float = 12.429
+
+
+@dataclass
+class EDMNoise(TrainingNoiseConfig):
+    """conf/noise/edm.yaml: σ ∈ [0.002, 80], sigmoid weighting."""
+
+    schedule: str = "edm"
+    lambda_min: float = -8.764
+    lambda_max: float = 12.429
+    weighting: str = "sigmoid"
+
+
+@dataclass
+class FlowNoise(TrainingNoiseConfig):
+    """conf/noise/flow.yaml."""
+
+    schedule: str = "flow"
+
+
+# -- registration -------------------------------------------------------------------------------
+#: (group, schema name) -> dataclass; conf/<group>/<option>.yaml uses <option>_schema
+SCHEMAS: dict[tuple[str, str], type] = {
+    ("sampler", "sde_schema"): SDESampler,
+    ("sampler", "hd_schema"): HDSampler,
+    ("sampler", "pf_ode_schema"): PFODESampler,
+    ("sampler", "heun_schema"): HeunSampler,
+    ("sampler", "mode_tracking_schema"): ModeTrackingSampler,
+    ("likelihood", "pf_ode_schema"): PFODELikelihood,
+    ("likelihood", "elbo_schema"): ELBOLikelihood,
+    ("likelihood", "exact_schema"): ExactLikelihood,
+    ("likelihood", "sde_tracking_schema"): SDETrackingLikelihood,
+    ("noise", "vp_schema"): VPNoise,
+    ("noise", "ve_schema"): VENoise,
+    ("noise", "edm_schema"): EDMNoise,
+    ("noise", "flow_schema"): FlowNoise,
+}
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    for (group, name), node in SCHEMAS.items():
+        cs.store(group=group, name=name, node=node)
+
+
+def unknown_keys(cfg: Any, prefix: str = "") -> list[str]:
+    """Full keys of `cfg` that no schema declares, in nodes typed by a schema of SCHEMAS.
+
+    Hydra composes onto the schema, so only a `+key=value` (or `++`) override can bring such a
+    key: it force-adds by design, even into a Structured Config (Hydra #1515).
+    """
+    found: list[str] = []
+    if not isinstance(cfg, DictConfig):
+        return found
+    types = set(SCHEMAS.values())
+    for key, node in cfg.items_ex(resolve=False):
+        if not isinstance(node, DictConfig) or (not prefix and key == "hydra"):
+            continue
+        typ = OmegaConf.get_type(node)
+        if typ in types:
+            declared = {f.name for f in fields(typ)}
+            found += [f"{prefix}{key}.{k}" for k in node.keys() if k not in declared]
+        else:
+            found += unknown_keys(node, f"{prefix}{key}.")
+    return found
+
+
+register_configs()
