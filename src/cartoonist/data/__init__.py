@@ -1,6 +1,8 @@
 """Data: in-memory sources and a Lightning data module over them.
 
-Sources are synthetic mixtures with exact oracles or small real image sets (see `sources`).
+Sources are synthetic mixtures with exact oracles or small bundled image sets (`sources`), or
+the user's own files: a folder of images, MNIST, CIFAR-10 (`files`). `datamodule` holds the
+LightningDataModule.
 
 Sources are importable without Lightning; `ArrayDataModule` imports it lazily on first access.
 """

@@ -18,8 +18,8 @@ import torch
 from torch import Tensor
 
 from cartoonist.diffusion.contract import (
+    ODEOptions,
     check_inputs,
-    check_ode_options,
     initial_logp,
     resolve_grid,
 )
@@ -97,35 +97,39 @@ def run_ode(
     x: Tensor,
     grid: Tensor,
     velocity: float | Velocity,
+    opts: ODEOptions,
     *,
     track_logp: bool,
     logp_init: Tensor | None,
-    method: str,
-    divergence: str,
-    probes: int,
-    backend: str,
-    noise,
-    rtol: float = 1e-5,
-    atol: float = 1e-5,
     record: bool = False,
 ) -> tuple[SampleResult, Tensor | None]:
     """The one runner of the ODE family: integrate dx/dλ = w along `grid` with the Lemma.
 
-    Arguments are assumed checked (see `contract`). Args as in `ode_log_prob_along`; `logp_init`
-    [B] float64 or None (then log p is still tracked when `track_logp`, from 0).
+    Arguments are assumed checked (see `contract`; `opts` checks itself). Args as in
+    `ode_log_prob_along`; `logp_init` [B] float64 or None (then log p is still tracked when
+    `track_logp`, from 0).
 
     Returns:
         (SampleResult(x at grid[-1], logp = logp_init + Δ or None, nfe, trajectory),
          Δ [B] = ∫ d log p/dλ dλ along the path (float64) or None).
     """
     sc = as_counted(score)
-    probe_noise = _probe_source(noise, x, method, probes, divergence)
+    method, divergence, probes = opts.method, opts.divergence, opts.probes
+    probe_noise = _probe_source(opts.noise, x, method, probes, divergence)
     drift = log_density_drift(
-        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, backend
+        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend
     )
     acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) if track_logp else None
     x, delta, traj = integrate_ode(
-        drift, x, grid, acc=acc0, method=method, rtol=rtol, atol=atol, score=sc, record=record
+        drift,
+        x,
+        grid,
+        acc=acc0,
+        method=method,
+        rtol=opts.rtol,
+        atol=opts.atol,
+        score=sc,
+        record=record,
     )
     lp = None
     if logp_init is not None:
@@ -177,25 +181,11 @@ def ode_log_prob_along(
     numeric = isinstance(velocity, (int, float)) and not isinstance(velocity, bool)
     if not (callable(velocity) or numeric):
         raise ValueError(f"velocity must be a number η or a callable, got {velocity!r}")
-    check_ode_options(method, divergence, probes, backend)
+    opts = ODEOptions(method, divergence, probes, backend, noise, rtol, atol)
     grid = resolve_grid(schedule, steps, grid, schedule.lambda_min, schedule.lambda_max, None)
     lp = initial_logp(schedule, x, grid, logp_init, True)
     res, _ = run_ode(
-        score,
-        schedule,
-        x,
-        grid,
-        velocity,
-        track_logp=True,
-        logp_init=lp,
-        method=method,
-        divergence=divergence,
-        probes=probes,
-        backend=backend,
-        noise=noise,
-        rtol=rtol,
-        atol=atol,
-        record=record,
+        score, schedule, x, grid, velocity, opts, track_logp=True, logp_init=lp, record=record
     )
     return res
 

@@ -29,6 +29,8 @@ that is not a floating tensor).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import Tensor
 
 from cartoonist.diffusion.integrators import ODE_METHODS, check_grid
@@ -45,6 +47,7 @@ __all__ = [
     "initial_logp",
     "check_choice",
     "check_ode_options",
+    "ODEOptions",
     "check_divergence",
     "check_inputs",
     "check_lambda_value",
@@ -118,6 +121,29 @@ def check_ode_options(method: str, divergence: str, probes, backend: str) -> Non
     """Validate the integrator and Laplacian-estimator options of the ODE family."""
     check_choice(method, ODE_METHODS, "method")
     check_divergence(divergence, probes, backend)
+
+
+@dataclass(frozen=True)
+class ODEOptions:
+    """The integrator and Laplacian-estimator options of the ODE family, checked once.
+
+    Attributes:
+        method: "euler", "heun" or a torchdiffeq method.
+        divergence, probes, backend: the Laplacian estimator (see `check_divergence`).
+        noise: Keys, torch.Generator or None: the Hutchinson probes (stream "probe").
+        rtol, atol: tolerances of adaptive methods.
+    """
+
+    method: str
+    divergence: str
+    probes: int
+    backend: str
+    noise: object = None
+    rtol: float = 1e-5
+    atol: float = 1e-5
+
+    def __post_init__(self):
+        check_ode_options(self.method, self.divergence, self.probes, self.backend)
 
 
 def check_divergence(divergence: str, probes, backend: str) -> None:

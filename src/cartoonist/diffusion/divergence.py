@@ -119,9 +119,8 @@ def score_and_laplacian(
     probes: int = 1,
     noise=None,
     backend: str = "forward",
-    kind: str = "rademacher",
 ) -> tuple[Tensor, Tensor]:
-    """The score s = ∇log p_λ(x) and its divergence Δlog p_λ(x) per sample.
+    """The score s = ∇log p_λ(x) and its divergence Δlog p_λ(x) per sample (Rademacher probes).
 
     Args:
         score: a CountedScore (x [B, ...], lam [B]) -> [B, ...].
@@ -129,7 +128,7 @@ def score_and_laplacian(
         method: "exact", "hutchinson" (see `jacobian_trace`), or "analytic": the closed-form
             Laplacian of an exact oracle (`score.fn.laplacian(x, lam)`, e.g. a GaussianMixture),
             one evaluation and no autograd.
-        probes, noise, backend, kind: see `jacobian_trace`.
+        probes, noise, backend: see `jacobian_trace`.
 
     Returns:
         (s [B, ...], Δlog p [B]).
@@ -142,7 +141,7 @@ def score_and_laplacian(
                 "(an exact oracle); use 'exact' or 'hutchinson'"
             )
         return score(x, lam), lap_fn(x, lam).to(x.dtype)
-    s, lap = jacobian_trace(lambda z: score(z, lam), x, method, probes, noise, backend, kind)
+    s, lap = jacobian_trace(lambda z: score(z, lam), x, method, probes, noise, backend)
     if hasattr(score, "_check"):
         score._check(s, x, lam)  # the check inside the transform cannot index samples
     return s, lap

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from cartoonist.diffusion.any_ode import run_ode
 from cartoonist.diffusion.contract import (
+    ODEOptions,
     check_choice,
     check_inputs,
     check_lambda_value,
@@ -77,7 +78,7 @@ def hd_ode(
         SampleResult(x [B, ...] at λ_end, logp [B] nats or None, nfe).
     """
     x = check_inputs(x, schedule, noise)
-    check_ode_options(method, divergence, probes, backend)
+    opts = ODEOptions(method, divergence, probes, backend, noise)
     grid = span_grid(
         schedule, steps, grid, lambda_start, lambda_end, "lambda_start", "the HD-ODE's start"
     )
@@ -88,13 +89,9 @@ def hd_ode(
         x,
         grid,
         HD_VELOCITY,
+        opts,
         track_logp=track_logp,
         logp_init=lp,
-        method=method,
-        divergence=divergence,
-        probes=probes,
-        backend=backend,
-        noise=noise,
         record=record,
     )
     return res

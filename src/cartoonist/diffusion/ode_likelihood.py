@@ -17,8 +17,8 @@ from torch import Tensor
 
 from cartoonist.diffusion.any_ode import run_ode
 from cartoonist.diffusion.contract import (
+    ODEOptions,
     check_inputs,
-    check_ode_options,
     initial_logp,
     resolve_grid,
 )
@@ -70,23 +70,10 @@ def ode_log_prob(
         LikelihoodResult(logp [B] nats, nfe, latent [B, ...] at λ_min).
     """
     x = check_inputs(x, schedule, noise)
-    check_ode_options(method, divergence, probes, backend)
+    opts = ODEOptions(method, divergence, probes, backend, noise, rtol, atol)
     grid = resolve_grid(schedule, steps, grid, schedule.lambda_max, schedule.lambda_min, False)
     res, delta = run_ode(
-        score,
-        schedule,
-        x,
-        grid,
-        PF_VELOCITY,
-        track_logp=True,
-        logp_init=None,
-        method=method,
-        divergence=divergence,
-        probes=probes,
-        backend=backend,
-        noise=noise,
-        rtol=rtol,
-        atol=atol,
+        score, schedule, x, grid, PF_VELOCITY, opts, track_logp=True, logp_init=None
     )
     z = res.x
     prior = (prior_log_prob or schedule.prior_log_prob)(z).to(torch.float64)
@@ -132,7 +119,7 @@ def sample_ode(
         SampleResult(x [B, ...] at λ_max, logp [B] nats or None, nfe).
     """
     x = check_inputs(x, schedule, noise)
-    check_ode_options(method, divergence, probes, backend)
+    opts = ODEOptions(method, divergence, probes, backend, noise, rtol, atol)
     grid = resolve_grid(schedule, steps, grid, schedule.lambda_min, schedule.lambda_max, True)
     lp = initial_logp(schedule, x, grid, logp_init, track_logp)
     res, _ = run_ode(
@@ -141,15 +128,9 @@ def sample_ode(
         x,
         grid,
         PF_VELOCITY,
+        opts,
         track_logp=track_logp,
         logp_init=lp,
-        method=method,
-        divergence=divergence,
-        probes=probes,
-        backend=backend,
-        noise=noise,
-        rtol=rtol,
-        atol=atol,
         record=record,
     )
     return res

@@ -1,8 +1,16 @@
-"""Denoiser networks ε̂(x, λ) conditioned on the log-SNR λ, and an EMA of their weights.
+"""Networks and everything that turns a model file into a score function.
 
-Every network has the call signature ``net(x [B, *event_shape], lam [B]) -> ε̂ [B, *event_shape]``
-(ε-prediction; turn it into a score with ``cartoonist.diffusion.score_from_eps``). Samples never
-interact (no batch statistics), so Jacobian-vector products over a batch are per-sample.
+- networks: `MLP`, `UNet` (`mlp`, `unet`, `embedding`), conditioned on the log-SNR λ, with
+  the call signature ``net(x [B, *event_shape], lam [B]) -> ε̂ [B, *event_shape]``
+  (ε-prediction; a score via ``cartoonist.diffusion.score_from_eps``), and `EMA` (`ema`);
+- adapters to a score in log-SNR time: `adapters` (our networks, EDM denoisers) and
+  `diffusers_adapters` (diffusers UNets, discrete-time or continuous σ);
+- loaders of pretrained files: `diffusers` (model=diffusers), `edm` (model=edm), `pretrained`
+  (their base class and file checks); `checkpoint` (our training checkpoints, plain data only);
+- `oracle`: model=oracle, the exact mixture of a data set.
+
+Samples never interact (no batch statistics), so Jacobian-vector products over a batch are
+per-sample.
 """
 
 from torch import nn

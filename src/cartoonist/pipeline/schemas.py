@@ -73,60 +73,55 @@ class _Choice(str, Enum):
         return str.__format__(str.__str__(self), spec)
 
 
-class FirstStage(_Choice):
-    """Algorithm 1's first stage down to lambda_threshold."""
-
-    ode = "ode"
-    sde = "sde"
-
-
-class LogpScheme(_Choice):
-    """Theorem 1's r update: corrected (bias ∝ 1/N²) or the paper's euler (∝ 1/N)."""
-
-    corrected = "corrected"
-    euler = "euler"
+def _choices(name: str, doc: str, *values: str) -> type[_Choice]:
+    """A `_Choice` enum whose members are `values` (member name = value)."""
+    cls = _Choice(name, {v: v for v in values}, module=__name__, qualname=name)
+    cls.__doc__ = doc
+    return cls
 
 
-class Divergence(_Choice):
-    """Laplacian / divergence estimator."""
+FirstStage = _choices(
+    "FirstStage", "Algorithm 1's first stage down to lambda_threshold.", "ode", "sde"
+)
+LogpScheme = _choices(
+    "LogpScheme",
+    "Theorem 1's r update: corrected (bias ∝ 1/N²), euler (the paper's, ∝ 1/N).",
+    "corrected",
+    "euler",
+)
+Divergence = _choices(
+    "Divergence", "Laplacian / divergence estimator.", "hutchinson", "exact", "analytic"
+)
+Backend = _choices("Backend", "Jacobian-vector products: JVP or VJP.", "forward", "reverse")
+ElboEstimator = _choices(
+    "ElboEstimator", "The ELBO's integrand (Theorem 4).", "denoising", "divergence"
+)
 
-    hutchinson = "hutchinson"
-    exact = "exact"
-    analytic = "analytic"
 
+@dataclass
+class _Partial:
+    """A function with some arguments bound: `instantiate` returns a functools.partial."""
 
-class Backend(_Choice):
-    """Jacobian-vector products: forward (JVP) or reverse (VJP)."""
-
-    forward = "forward"
-    reverse = "reverse"
-
-
-class ElboEstimator(_Choice):
-    """The ELBO's integrand: denoising (no divergence) or divergence (Theorem 4)."""
-
-    denoising = "denoising"
-    divergence = "divergence"
+    _target_: str = ""
+    _partial_: bool = True
 
 
 # -- sampler ------------------------------------------------------------------------------------
 @dataclass
-class SDESampler:
+class SDESampler(_Partial):
     """conf/sampler/sde.yaml: reverse SDE with the Theorem 1 log-density."""
 
     _target_: str = "cartoonist.sample_sde"
-    _partial_: bool = True
     steps: int = 1000
     track_logp: bool = True
     logp_scheme: LogpScheme = LogpScheme.corrected
 
 
 @dataclass
-class HDSampler:
+class HDSampler(_Partial):
     """conf/sampler/hd.yaml: Algorithm 1 (first stage to lambda_threshold, then the HD-ODE)."""
 
     _target_: str = "cartoonist.hd_sample"
-    _partial_: bool = True
     steps: int = 1000
     lambda_threshold: float = 0.0
     first_stage: FirstStage = FirstStage.ode
@@ -135,33 +130,28 @@ class HDSampler:
 
 
 @dataclass
-class PFODESampler:
+class PFODESampler(_Partial):
     """conf/sampler/pf_ode.yaml: PF-ODE, Euler steps (null steps: an adaptive method)."""
 
     _target_: str = "cartoonist.sample_ode"
-    _partial_: bool = True
     steps: Optional[int] = 256
     method: str = "euler"
     track_logp: bool = False
 
 
 @dataclass
-class HeunSampler:
+class HeunSampler(PFODESampler):
     """conf/sampler/heun.yaml: PF-ODE, Heun steps."""
 
-    _target_: str = "cartoonist.sample_ode"
-    _partial_: bool = True
     steps: Optional[int] = 128
     method: str = "heun"
-    track_logp: bool = False
 
 
 @dataclass
-class ModeTrackingSampler:
+class ModeTrackingSampler(_Partial):
     """conf/sampler/mode_tracking.yaml: Theorem 5 from SDE samples at lambda_t."""
 
     _target_: str = "cartoonist.sample_mode_tracking"
-    _partial_: bool = True
     steps: int = 400
     lambda_t: float = 0.0
     sde_steps: int = 500
@@ -169,11 +159,10 @@ class ModeTrackingSampler:
 
 # -- likelihood ---------------------------------------------------------------------------------
 @dataclass
-class PFODELikelihood:
+class PFODELikelihood(_Partial):
     """conf/likelihood/pf_ode.yaml: PF-ODE log-likelihood (null steps: an adaptive method)."""
 
     _target_: str = "cartoonist.ode_log_prob"
-    _partial_: bool = True
     steps: Optional[int] = 256
     method: str = "heun"
     divergence: Divergence = Divergence.hutchinson
@@ -184,29 +173,26 @@ class PFODELikelihood:
 
 
 @dataclass
-class ELBOLikelihood:
+class ELBOLikelihood(_Partial):
     """conf/likelihood/elbo.yaml: continuous-time ELBO (Theorem 4)."""
 
     _target_: str = "cartoonist.elbo"
-    _partial_: bool = True
     n_lambda: int = 64
     estimator: ElboEstimator = ElboEstimator.denoising
 
 
 @dataclass
-class ExactLikelihood:
+class ExactLikelihood(_Partial):
     """conf/likelihood/exact.yaml: the oracle's exact log p (model=oracle only)."""
 
     _target_: str = "cartoonist.diffusion.estimators.exact_log_prob"
-    _partial_: bool = True
 
 
 @dataclass
-class SDETrackingLikelihood:
+class SDETrackingLikelihood(_Partial):
     """conf/likelihood/sde_tracking.yaml: Theorem 1's r_0 of the model's own SDE samples."""
 
     _target_: str = "cartoonist.diffusion.estimators.sde_tracking"
-    _partial_: bool = True
 
 
 # -- noise --------------------------------------------------------------------------------------
@@ -256,20 +242,26 @@ class FlowNoise(TrainingNoiseConfig):
 
 # -- registration -------------------------------------------------------------------------------
 #: (group, schema name) -> dataclass; conf/<group>/<option>.yaml uses <option>_schema
+_OPTIONS: dict[str, dict[str, type]] = {
+    "sampler": {
+        "sde": SDESampler,
+        "hd": HDSampler,
+        "pf_ode": PFODESampler,
+        "heun": HeunSampler,
+        "mode_tracking": ModeTrackingSampler,
+    },
+    "likelihood": {
+        "pf_ode": PFODELikelihood,
+        "elbo": ELBOLikelihood,
+        "exact": ExactLikelihood,
+        "sde_tracking": SDETrackingLikelihood,
+    },
+    "noise": {"vp": VPNoise, "ve": VENoise, "edm": EDMNoise, "flow": FlowNoise},
+}
 SCHEMAS: dict[tuple[str, str], type] = {
-    ("sampler", "sde_schema"): SDESampler,
-    ("sampler", "hd_schema"): HDSampler,
-    ("sampler", "pf_ode_schema"): PFODESampler,
-    ("sampler", "heun_schema"): HeunSampler,
-    ("sampler", "mode_tracking_schema"): ModeTrackingSampler,
-    ("likelihood", "pf_ode_schema"): PFODELikelihood,
-    ("likelihood", "elbo_schema"): ELBOLikelihood,
-    ("likelihood", "exact_schema"): ExactLikelihood,
-    ("likelihood", "sde_tracking_schema"): SDETrackingLikelihood,
-    ("noise", "vp_schema"): VPNoise,
-    ("noise", "ve_schema"): VENoise,
-    ("noise", "edm_schema"): EDMNoise,
-    ("noise", "flow_schema"): FlowNoise,
+    (group, f"{option}_schema"): cls
+    for group, opts in _OPTIONS.items()
+    for option, cls in opts.items()
 }
 
 
