@@ -48,7 +48,6 @@ def log_density_drift(
     probes: int = 1,
     noise=None,
     backend: str = "forward",
-    probe_kind: str = "rademacher",
 ):
     """Drift (dx/dλ, d log p/dλ) of an ODE with the Lemma's log-density tracking.
 
@@ -58,7 +57,7 @@ def log_density_drift(
         velocity: η (w = f̃ x + (η/2) σ² s: 1 = PF-ODE, 2 = HD-ODE) or a callable
             (x, lam [B], s) -> w [B, ...].
         track: also return d log p/dλ (costs one Jacobian-vector product per call).
-        divergence, probes, noise, backend, probe_kind: see `jacobian_trace`.
+        divergence, probes, noise, backend: see `score_and_laplacian` (Rademacher probes).
 
     Returns:
         drift(x, lam) -> (w [B, ...], d log p/dλ [B] float64 or None).
@@ -68,9 +67,7 @@ def log_density_drift(
         lb = lam_batch(lam, x)
         f, g2 = _bc(schedule.f_tilde(lb), x), _bc(schedule.g2(lb), x)
         if track:
-            s, lap = score_and_laplacian(
-                score, x, lb, divergence, probes, noise, backend, probe_kind
-            )
+            s, lap = score_and_laplacian(score, x, lb, divergence, probes, noise, backend)
         else:
             s, lap = score(x, lb), None
         if callable(velocity):

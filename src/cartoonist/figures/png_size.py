@@ -12,6 +12,7 @@ import torch
 
 from cartoonist.data.sources import to_pixels
 from cartoonist.diffusion import Keys, bits_per_dim, hd_sample, ode_log_prob, sample_sde
+from cartoonist.diffusion.contract import check_lambda_value
 from cartoonist.errors import ConfigError
 from cartoonist.figures.common import FigureData, fit_image_oracle
 
@@ -92,11 +93,10 @@ def _learned_runs(learned, seed, n, steps, thresholds, ode_steps, divergence, pr
     """A learned model's SDE and HD samples of the same noise, and their PF-ODE log p (CPU)."""
     sch, score = learned.schedule, learned.score
     for thr in thresholds:
-        if not sch.lambda_min < thr < sch.lambda_max:
-            raise ConfigError(
-                f"compute.thresholds: {thr} is outside the model's trained log-SNR range "
-                f"({sch.lambda_min:.4g}, {sch.lambda_max:.4g})"
-            )
+        try:  # the sampler's own check, before any compute
+            check_lambda_value(sch, thr, "compute.thresholds", open_interval=True)
+        except ValueError as e:
+            raise ConfigError(f"{e}: outside the model's trained log-SNR range") from None
     bs = int(batch_size or n)
     runs: dict[str, list] = {"sde": [], **{f"hd λ_thr={t:g}": [] for t in thresholds}}
     logp: dict[str, list] = {k: [] for k in runs}

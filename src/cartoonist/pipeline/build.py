@@ -13,6 +13,7 @@ from cartoonist.errors import ConfigError
 from cartoonist.models.adapters import NetScore
 from cartoonist.models.checkpoint import load_denoiser
 from cartoonist.models.pretrained import PretrainedModel
+from cartoonist.pipeline.validate import check_threshold
 
 __all__ = ["build_score", "event_shape_of"]
 
@@ -44,11 +45,8 @@ def _check_pretrained_fits(cfg: DictConfig, dm, score) -> None:
     """The sampler's threshold lies in the model's λ range; evaluated data have its shape."""
     sch = score.schedule
     thr = OmegaConf.select(cfg, "sampler.lambda_threshold")
-    if thr is not None and not sch.lambda_min < thr < sch.lambda_max:
-        raise ConfigError(
-            f"sampler.lambda_threshold={thr} is outside the model's trained log-SNR range "
-            f"({sch.lambda_min:.4g}, {sch.lambda_max:.4g})"
-        )
+    if thr is not None:
+        check_threshold(sch, thr, "sampler.lambda_threshold", "the model's trained log-SNR range")
     data_shape = getattr(dm, "event_shape", None)
     if cfg.get("source") == "dataset" and tuple(data_shape or ()) != score.event_shape:
         raise ConfigError(

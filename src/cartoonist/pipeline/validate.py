@@ -13,11 +13,13 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from cartoonist.diffusion.contract import check_lambda_value
+from cartoonist.diffusion.schedules import VP
 from cartoonist.errors import ConfigError
 from cartoonist.pipeline.schemas import unknown_keys
 from cartoonist.pipeline.targets import check_targets, is_no_data, likelihood_kind, model_kind
 
-__all__ = ["validate"]
+__all__ = ["validate", "check_threshold"]
 
 
 def _positive_int(cfg, key: str) -> None:
@@ -26,6 +28,14 @@ def _positive_int(cfg, key: str) -> None:
         return
     if isinstance(val, bool) or not isinstance(val, int) or val < 1:
         raise ConfigError(f"{key} must be a positive integer, got {val!r}")
+
+
+def check_threshold(schedule, thr, key: str, whose: str) -> None:
+    """Algorithm 1's threshold inside `schedule`'s λ range (one check: the sampler's own)."""
+    try:
+        check_lambda_value(schedule, thr, key, open_interval=True)
+    except ValueError as e:
+        raise ConfigError(f"{e}: outside {whose}") from None
 
 
 def validate(cfg: DictConfig, task: str) -> None:
@@ -71,11 +81,8 @@ def validate(cfg: DictConfig, task: str) -> None:
     if pretrained:  # its own trained λ range applies (checked when it loads); noise is unused
         lo, hi = -math.inf, math.inf
     thr = OmegaConf.select(cfg, "sampler.lambda_threshold")
-    if thr is not None and not (isinstance(thr, (int, float)) and lo < thr < hi):
-        raise ConfigError(
-            f"sampler.lambda_threshold must lie inside (noise.lambda_min, noise.lambda_max) = "
-            f"({lo}, {hi}), got {thr!r}"
-        )
+    if thr is not None and not pretrained and math.isfinite(lo) and math.isfinite(hi):
+        check_threshold(VP(lo, hi), thr, "sampler.lambda_threshold", "the noise group's range")
     path = OmegaConf.select(cfg, "dataset.source.path")
     if path is not None and not Path(str(path)).expanduser().exists():
         raise ConfigError(f"dataset.source.path does not exist: {path}")
