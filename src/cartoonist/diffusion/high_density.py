@@ -22,7 +22,6 @@ from cartoonist.diffusion.contract import (
     ODEOptions,
     check_choice,
     check_inputs,
-    check_lambda_value,
     check_ode_options,
     initial_logp,
     span_grid,
@@ -34,7 +33,7 @@ from cartoonist.diffusion.rng import next_stage
 from cartoonist.diffusion.schedules import Schedule, check_steps
 from cartoonist.diffusion.sde_tracking import sample_sde
 
-__all__ = ["hd_ode", "hd_sample", "split_steps"]
+__all__ = ["hd_ode", "hd_sample", "split_steps", "check_threshold"]
 
 HD_VELOCITY = 2.0  # w = f̃ y + (η/2) σ² s with η = 2: the reverse-SDE drift
 
@@ -97,6 +96,22 @@ def hd_ode(
     return res
 
 
+def check_threshold(schedule: Schedule, value, name: str = "lambda_threshold") -> float:
+    """Algorithm 1's threshold λ_thr ∈ [λ_min, λ_max), as a float (ValueError naming `name`).
+
+    The paper's t ∈ (0, T] is λ_thr ∈ [λ_min, λ_max): at λ_thr = λ_min (t = T) there is no first
+    stage and the HD-ODE runs from the prior.
+    """
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    lo, hi = schedule.lambda_min, schedule.lambda_max
+    if not lo <= v < hi:
+        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}), got {value}")
+    return v
+
+
 def split_steps(schedule: Schedule, lambda_threshold: float, steps: int) -> tuple[int, int]:
     """Split a step budget between Algorithm 1's two stages in proportion to their λ-lengths.
 
@@ -108,6 +123,8 @@ def split_steps(schedule: Schedule, lambda_threshold: float, steps: int) -> tupl
         (steps of the first stage on [λ_min, λ_thr], steps of the HD stage on [λ_thr, λ_max]).
     """
     check_steps(steps)
+    if lambda_threshold <= schedule.lambda_min:  # t = T: the HD-ODE alone
+        return 0, steps
     if steps < 2:
         raise ValueError(f"Algorithm 1 needs steps ≥ 2 (one per stage), got {steps}")
     frac = (lambda_threshold - schedule.lambda_min) / (schedule.lambda_max - schedule.lambda_min)
@@ -122,7 +139,7 @@ def _split_grid(schedule: Schedule, grid, thr: float) -> tuple[Tensor, Tensor]:
     if not bool(hit.any()):
         raise ValueError(f"grid must contain lambda_threshold={thr:g} as one of its points")
     k = int(hit.nonzero()[0])
-    if k == 0 or k == grid.numel() - 1:
+    if k == grid.numel() - 1 or (k == 0 and thr > schedule.lambda_min):
         raise ValueError("grid must have points on both sides of lambda_threshold")
     return grid[: k + 1], grid[k:]
 
@@ -152,7 +169,8 @@ def hd_sample(
         schedule: diffusion schedule.
         x: [B, ...] prior draws at λ_min.
         steps: total step budget, split by `split_steps`.
-        lambda_threshold: λ_thr ∈ (λ_min, λ_max) where the HD-ODE takes over.
+        lambda_threshold: λ_thr ∈ [λ_min, λ_max) where the HD-ODE takes over (λ_min: t = T, the
+            HD-ODE from the prior, no first stage).
         grid: explicit increasing λ grid that contains λ_thr (overrides steps); the stages run on
             its two parts.
         first_stage: "ode" (PF-ODE) or "sde" (reverse SDE with the free Theorem 1 log-density).
@@ -172,16 +190,19 @@ def hd_sample(
     check_choice(first_stage, ("ode", "sde"), "first_stage")
     check_ode_options(method, divergence, probes, backend)
     lo, hi = schedule.lambda_min, schedule.lambda_max
-    thr = check_lambda_value(schedule, lambda_threshold, "lambda_threshold", open_interval=True)
+    thr = check_threshold(schedule, lambda_threshold)
     if grid is None:
         n1, n2 = split_steps(schedule, thr, steps)
-        grid1, grid2 = schedule.grid(n1, lo, thr), schedule.grid(n2, thr, hi)
+        grid2 = schedule.grid(n2, thr, hi)
+        grid1 = grid2[:1] if n1 == 0 else schedule.grid(n1, lo, thr)
     else:
         grid1, grid2 = _split_grid(schedule, grid, thr)
         n1, n2 = grid1.numel() - 1, grid2.numel() - 1
     lp = initial_logp(schedule, x, grid1, logp_init, track_logp)
     common = dict(noise=noise, track_logp=track_logp, logp_init=lp, record=record)
-    if first_stage == "sde":
+    if n1 == 0:  # λ_thr = λ_min (t = T): no first stage
+        stage1 = SampleResult(x=x, logp=lp, nfe=0, trajectory=_start(grid1, x, lp, record))
+    elif first_stage == "sde":
         stage1 = sample_sde(score, schedule, x, grid=grid1, **common)
     else:
         stage1 = sample_ode(
@@ -219,6 +240,13 @@ def hd_sample(
         trajectory=traj,
         info={"steps": (n1, n2), "first_stage": first_stage},
     )
+
+
+def _start(grid1: Tensor, x: Tensor, lp, record: bool) -> Trajectory | None:
+    """The one-point trajectory of an empty first stage."""
+    if not record:
+        return None
+    return Trajectory(grid1.clone(), x.unsqueeze(0), None if lp is None else lp.unsqueeze(0))
 
 
 def _concat(t1: Trajectory, t2: Trajectory) -> Trajectory:

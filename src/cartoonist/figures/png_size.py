@@ -12,7 +12,7 @@ import torch
 
 from cartoonist.data.sources import to_pixels
 from cartoonist.diffusion import Keys, bits_per_dim, hd_sample, ode_log_prob, sample_sde
-from cartoonist.diffusion.contract import check_lambda_value
+from cartoonist.diffusion.high_density import check_threshold
 from cartoonist.errors import ConfigError
 from cartoonist.figures.common import FigureData, fit_image_oracle
 
@@ -94,7 +94,7 @@ def _learned_runs(learned, seed, n, steps, thresholds, ode_steps, divergence, pr
     sch, score = learned.schedule, learned.score
     for thr in thresholds:
         try:  # the sampler's own check, before any compute
-            check_lambda_value(sch, thr, "compute.thresholds", open_interval=True)
+            check_threshold(sch, thr, "compute.thresholds")
         except ValueError as e:
             raise ConfigError(f"{e}: outside the model's trained log-SNR range") from None
     bs = int(batch_size or n)

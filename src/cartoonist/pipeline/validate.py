@@ -13,7 +13,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cartoonist.diffusion.contract import check_lambda_value
+from cartoonist.diffusion.high_density import check_threshold as hd_threshold
 from cartoonist.diffusion.schedules import VP
 from cartoonist.errors import ConfigError
 from cartoonist.pipeline.schemas import unknown_keys
@@ -31,9 +31,9 @@ def _positive_int(cfg, key: str) -> None:
 
 
 def check_threshold(schedule, thr, key: str, whose: str) -> None:
-    """Algorithm 1's threshold inside `schedule`'s λ range (one check: the sampler's own)."""
+    """Algorithm 1's threshold in [λ_min, λ_max) of `schedule` (the sampler's own check)."""
     try:
-        check_lambda_value(schedule, thr, key, open_interval=True)
+        hd_threshold(schedule, thr, key)
     except ValueError as e:
         raise ConfigError(f"{e}: outside {whose}") from None
 

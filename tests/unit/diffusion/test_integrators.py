@@ -302,7 +302,7 @@ def test_ode_samplers_check_grid_direction():
         cartoonist.ode_log_prob(_never, SCH, X_OK, grid=torch.tensor([9.0, 0.0], dtype=DT))
 
 
-@pytest.mark.parametrize("thr", [-8.0, 8.0, -9.0, 8.5, math.nan, math.inf])
+@pytest.mark.parametrize("thr", [8.0, -9.0, 8.5, math.nan, math.inf])
 def test_hd_sample_rejects_threshold(thr):
     with pytest.raises(ValueError, match="lambda_threshold"):
         cartoonist.hd_sample(_never, SCH, X_OK, 10, lambda_threshold=thr)

@@ -165,12 +165,57 @@ def test_algorithm1_tracked_log_density(gmm2d, vp8):
     assert hd.trajectory.x.shape[0] == 801 and hd.info["steps"] == (400, 400)
 
 
+@pytest.mark.parametrize("first_stage", ["ode", "sde"])
+def test_algorithm1_at_t_equal_T_is_the_hd_ode_from_the_prior(gmm2d, vp8, first_stage):
+    """λ_thr = λ_min (the paper's t = T): no first stage, the HD-ODE from the prior; it beats
+    PF-ODE samples of the same x_T in exact log p, and it is hd_ode run from λ_min."""
+    xT = vp8.sample_prior((1000, 2), noise=c.Keys(4), dtype=torch.float64)
+    hd = c.hd_sample(
+        gmm2d,
+        vp8,
+        xT,
+        400,
+        lambda_threshold=vp8.lambda_min,
+        first_stage=first_stage,
+        noise=c.Keys(4),
+    )
+    assert hd.info["steps"] == (0, 400) and hd.nfe == 400
+    same = c.hd_ode(gmm2d, vp8, xT, 400, lambda_start=vp8.lambda_min, noise=c.Keys(5))
+    assert torch.equal(hd.x, same.x)
+    regular = c.sample_ode(gmm2d, vp8, xT, 400, method="euler", track_logp=False)
+    d = gmm2d.log_prob(hd.x, vp8.lambda_max) - gmm2d.log_prob(regular.x, vp8.lambda_max)
+    se = float(d.std()) / d.numel() ** 0.5
+    assert float(d.mean()) > 3 * se, (float(d.mean()), se)
+
+
+def test_algorithm1_at_t_equal_T_tracks_and_records(gmm2d, vp8):
+    """The tracked log p through the HD-ODE alone ends at the exact one; the trajectory starts at
+    the prior draw. An explicit grid starting at λ_thr = λ_min works the same."""
+    xT = gmm2d.sample_noised(300, vp8.lambda_min, gen(5))
+    lp0 = gmm2d.log_prob(xT, vp8.lambda_min)
+    kw = dict(
+        lambda_threshold=vp8.lambda_min,
+        method="heun",
+        track_logp=True,
+        logp_init=lp0,
+        divergence="analytic",
+        record=True,
+    )
+    hd = c.hd_sample(gmm2d, vp8, xT, 400, **kw)
+    err = hd.logp - gmm2d.log_prob(hd.x, vp8.lambda_max)
+    assert float(err.abs().max()) < 1e-3
+    assert hd.trajectory.x.shape[0] == 401 and torch.equal(hd.trajectory.x[0], xT)
+    on_grid = c.hd_sample(gmm2d, vp8, xT, grid=vp8.grid(400), **kw)
+    assert torch.equal(on_grid.x, hd.x) and on_grid.info["steps"] == (0, 400)
+
+
 def test_split_steps_is_proportional(vp8):
     assert c.split_steps(vp8, 0.0, 100) == (50, 50)
     assert c.split_steps(vp8, 4.0, 100) == (75, 25)
     assert c.split_steps(vp8, 7.99, 10) == (9, 1)  # at least one step per stage
     with pytest.raises(ValueError, match="steps"):
         c.split_steps(vp8, 0.0, 1)
+    assert c.split_steps(vp8, vp8.lambda_min, 7) == (0, 7)  # t = T: the HD stage alone
 
 
 def test_newton_mode_rejects_bad_levels(gmm2d):
