@@ -17,6 +17,7 @@ __all__ = [
     "save_figure",
     "write_figure_outputs",
     "mark_done",
+    "remove_stale_temporaries",
 ]
 
 
@@ -24,8 +25,19 @@ def atomic_write(path: Path, data: str | bytes) -> None:
     """Write a file via a temporary sibling and rename, so readers never see a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:  # a failed write (full disk, an error) leaves no temporary file behind
+        tmp.unlink(missing_ok=True)
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporary files of `atomic_write` that a killed run left in `folder`."""
+    stale = [p for p in Path(folder).glob(".*.tmp[0-9]*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_per_sample_csv(path: Path, rows: list[dict]) -> None:

@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.errors import ConfigError
 from cartoonist.pipeline import cli
-from cartoonist.pipeline.files import mark_done, write_json
+from cartoonist.pipeline.files import mark_done, remove_stale_temporaries, write_json
 from cartoonist.pipeline.loggers import finish_wandb, quiet_duplicate_logs
 from cartoonist.pipeline.validate import validate
 
@@ -60,6 +60,8 @@ class Run:
         validate(self.cfg, self.task)
         quiet_duplicate_logs()
         self.out.mkdir(parents=True, exist_ok=True)
+        for p in remove_stale_temporaries(self.out):  # left by a killed run
+            print(f"[cartoonist] removed {p.name}, left by an interrupted run")
         shown = OmegaConf.masked_copy(self.cfg, [k for k in self.cfg if k != "hydra"])
         print(OmegaConf.to_yaml(shown, resolve=True))
         print(f"[cartoonist] {self.task} → {self.out}")
