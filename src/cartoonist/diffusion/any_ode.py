@@ -110,7 +110,7 @@ def run_ode(
         (SampleResult(x at grid[-1], logp = logp_init + Δ or None, nfe, trajectory),
          Δ [B] = ∫ d log p/dλ dλ along the path (float64) or None).
     """
-    sc = as_counted(score)
+    sc = as_counted(score, opts.noise)
     method, divergence, probes = opts.method, opts.divergence, opts.probes
     probe_noise = _probe_source(opts.noise, x, method, probes, divergence)
     drift = log_density_drift(

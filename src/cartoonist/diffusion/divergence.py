@@ -144,4 +144,5 @@ def score_and_laplacian(
     s, lap = jacobian_trace(lambda z: score(z, lam), x, method, probes, noise, backend)
     if hasattr(score, "_check"):
         score._check(s, x, lam)  # the check inside the transform cannot index samples
+        score.check_finite(lap, lam, "the divergence of the score is")  # a NaN in the tangent
     return s, lap

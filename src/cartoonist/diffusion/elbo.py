@@ -133,7 +133,7 @@ def elbo(
         raise ValueError(f"proposal must be a LambdaProposal, got {type(proposal).__name__}")
     proposal = proposal or LambdaProposal.uniform(schedule.lambda_min, schedule.lambda_max)
     schedule.check_lambda(proposal.edges[[0, -1]], "proposal support")
-    sc = as_counted(score)
+    sc = as_counted(score, noise)
     B, D, event = x0.shape[0], x0[0].numel(), x0.shape[1:]
     lam_src = as_noise(noise, B, "lambda", dtype=torch.float64)
     eps_src = as_noise(noise, B, "brownian", dtype=x0.dtype, device=x0.device)

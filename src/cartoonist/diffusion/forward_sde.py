@@ -57,7 +57,7 @@ def forward_sde_log_prob(
     x = check_inputs(x, schedule, noise)
     check_divergence(divergence, probes, backend)
     grid = resolve_grid(schedule, steps, grid, schedule.lambda_max, schedule.lambda_min, False)
-    sc = as_counted(score)
+    sc = as_counted(score, noise)
     B, D, event = x.shape[0], x[0].numel(), x.shape[1:]
     bm = as_noise(noise, B, "brownian", dtype=x.dtype, device=x.device)
     pr = as_noise(noise, B, "probe", dtype=x.dtype, device=x.device)

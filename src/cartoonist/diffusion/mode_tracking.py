@@ -182,7 +182,7 @@ def track_mode(
         )
     grid = span_grid(schedule, steps, grid, lambda_t, lambda_end, "lambda_t", "the log-SNR of x")
     lambda_t = float(grid[0])
-    sc = as_counted(score)
+    sc = as_counted(score, noise)
     D = y0[0].numel()
     iters = cg_iters or max(D, 10)
     probes = None

@@ -110,16 +110,19 @@ class CountedScore:
 
     One call — plain, or traced once inside `torch.func.jvp`/`vjp` — counts as one network function
     evaluation. The output is checked to be finite and of the input's shape; a failure raises one
-    error naming the step and λ (set by the caller through `where`).
+    error naming the sample (its id when the caller's noise keys say it), the step and λ (set by
+    the caller through `where`).
 
     Args:
         fn: callable (x [B, ...], lam [B]) -> [B, ...].
         check: verify shape and finiteness of every output.
+        sample_ids: the ids of the batch's samples, for error messages (default: their positions).
     """
 
-    def __init__(self, fn: ScoreFn, check: bool = True):
+    def __init__(self, fn: ScoreFn, check: bool = True, sample_ids=None):
         self.fn, self.check, self.nfe = fn, check, 0
         self.where = ""
+        self.sample_ids = None if sample_ids is None else [int(i) for i in sample_ids]
 
     def __call__(self, x: Tensor, lam: Tensor) -> Tensor:
         """Evaluate the score, count it and check the output."""
@@ -135,11 +138,16 @@ class CountedScore:
             raise ValueError(
                 f"score function returned {got}, expected shape {tuple(x.shape)} (the shape of x)"
             )
-        bad = _nonfinite(out)
+        self.check_finite(out, lam, "score function returned")
+
+    def check_finite(self, values: Tensor, lam, what: str) -> None:
+        """NonFiniteScoreError naming the first sample whose `values` [B, ...] are not finite."""
+        bad = _nonfinite(values)
         if bad is not None:
             lam_v = float(lam.reshape(-1)[0]) if isinstance(lam, Tensor) else float(lam)
+            sid = self.sample_ids[bad] if self.sample_ids is not None else bad
             raise NonFiniteScoreError(
-                f"score function returned NaN/inf for sample {bad}{self.where} (λ={lam_v:.6g})"
+                f"{what} NaN/inf for sample {sid}{self.where} (λ={lam_v:.6g})"
             )
 
 
@@ -168,13 +176,18 @@ def lam_batch(lam, x: Tensor) -> Tensor:
     return lam
 
 
-def as_counted(score) -> CountedScore:
-    """Wrap a score function in a fresh CountedScore (NFE from zero)."""
+def as_counted(score, noise=None) -> CountedScore:
+    """Wrap a score function in a fresh CountedScore (NFE from zero).
+
+    `noise`: the call's noise argument; keys that name sample ids (`Keys(seed, ids)`) make the
+    errors name those ids.
+    """
     if not callable(score):
         raise TypeError(
             f"score must be callable (x [B, ...], lam [B]) -> [B, ...], got {type(score).__name__}"
         )
-    return CountedScore(score.fn if isinstance(score, CountedScore) else score)
+    ids = getattr(noise, "sample_ids", None)
+    return CountedScore(score.fn if isinstance(score, CountedScore) else score, sample_ids=ids)
 
 
 def check_batch(x, name: str = "x") -> Tensor:

@@ -134,7 +134,7 @@ def sample_sde(
     if r is not None:
         r = r.to(x.device)
     correct = track_logp and logp_scheme == "corrected"
-    sc = as_counted(score)
+    sc = as_counted(score, noise)
     src = as_noise(noise, x.shape[0], "brownian", dtype=x.dtype, device=x.device)
     D, event = x[0].numel(), x.shape[1:]
     co = schedule_derivatives(schedule, grid)

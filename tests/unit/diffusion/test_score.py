@@ -249,3 +249,43 @@ def test_non_callable_score_raises_type_error():
     x = sch.sample_prior((3, 3), noise=cartoonist.Keys(0), dtype=DT)
     with pytest.raises(TypeError, match="callable"):
         cartoonist.sample_sde("not a score", sch, x, 8)
+
+
+def test_nonfinite_score_names_the_sample_id_of_its_keys():
+    sch = VP(-8.0, 8.0)
+    oracle = _oracle(sch)
+    keys = cartoonist.Keys(0, [10, 11, 12, 13])
+    x = sch.sample_prior((4, 3), noise=keys, dtype=DT)
+
+    def score(x, lam):
+        s = oracle.score(x, lam).clone()
+        s[2, 1] = float("nan")
+        return s
+
+    with pytest.raises(NonFiniteScoreError, match=r"sample 12.*step 0"):
+        cartoonist.sample_sde(score, sch, x, 8, noise=keys)
+
+
+def _nan_tangent(oracle, bad: int):
+    """A score whose values are finite but whose Jacobian is NaN for sample `bad`."""
+
+    def score(x, lam):
+        shift = torch.ones_like(x)
+        shift[bad] = 0.0  # d√z/dz at z = 0 is inf, times dz = 0: NaN in the tangent only
+        return oracle.score(x, lam) + torch.sqrt(x * 0.0 + shift) - torch.sqrt(shift)
+
+    return score
+
+
+@pytest.mark.parametrize("backend", ["forward", "reverse"])
+def test_a_nan_only_in_the_jacobian_raises_naming_the_sample(backend):
+    sch = VP(-8.0, 8.0)
+    oracle = _oracle(sch)
+    keys = cartoonist.Keys(0, [5, 6, 7])
+    x = sch.sample_prior((3, 3), noise=keys, dtype=DT)
+    score = _nan_tangent(oracle, 1)
+    assert torch.isfinite(score(x, torch.zeros(3, dtype=DT))).all()  # the values are fine
+    with pytest.raises(NonFiniteScoreError, match=r"divergence of the score.*sample 6"):
+        cartoonist.ode_log_prob(score, sch, x, 8, noise=keys, backend=backend)
+    with pytest.raises(NonFiniteScoreError, match=r"divergence of the score.*sample 6"):
+        cartoonist.sample_ode(score, sch, x, 8, noise=keys, divergence="exact", track_logp=True)
