@@ -154,15 +154,16 @@ def check_divergence(divergence: str, probes, backend: str) -> None:
         raise ValueError(f"probes must be a positive integer, got {probes!r}")
 
 
-def check_lambda_value(schedule: Schedule, value, name: str, open_interval: bool = False) -> float:
-    """A λ inside the schedule's range (strictly inside if `open_interval`), as a float."""
+def check_lambda_value(schedule: Schedule, value, name: str, open_upper: bool = False) -> float:
+    """A λ in [λ_min, λ_max] of `schedule` (or [λ_min, λ_max) if `open_upper`), as a float."""
     try:
         v = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a number, got {value!r}") from None
     lo, hi = schedule.lambda_min, schedule.lambda_max
-    ok = lo < v < hi if open_interval else lo - 1e-9 <= v <= hi + 1e-9
+    ok = lo <= v < hi if open_upper else lo - 1e-9 <= v <= hi + 1e-9
     if not ok:
-        brackets = f"({lo:g}, {hi:g})" if open_interval else f"[{lo:g}, {hi:g}]"
-        raise ValueError(f"{name} must lie in {brackets}, got {value}")
+        raise ValueError(
+            f"{name} must lie in [{lo:g}, {hi:g}{')' if open_upper else ']'}, got {value}"
+        )
     return v

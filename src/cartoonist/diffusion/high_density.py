@@ -22,6 +22,7 @@ from cartoonist.diffusion.contract import (
     ODEOptions,
     check_choice,
     check_inputs,
+    check_lambda_value,
     check_ode_options,
     initial_logp,
     span_grid,
@@ -102,14 +103,7 @@ def check_threshold(schedule: Schedule, value, name: str = "lambda_threshold") -
     The paper's t ∈ (0, T] is λ_thr ∈ [λ_min, λ_max): at λ_thr = λ_min (t = T) there is no first
     stage and the HD-ODE runs from the prior.
     """
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    lo, hi = schedule.lambda_min, schedule.lambda_max
-    if not lo <= v < hi:
-        raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}), got {value}")
-    return v
+    return check_lambda_value(schedule, value, name, open_upper=True)
 
 
 def split_steps(schedule: Schedule, lambda_threshold: float, steps: int) -> tuple[int, int]:

@@ -12,8 +12,7 @@ from cartoonist.lit import EvaluateJob
 from cartoonist.pipeline.build import build_score, event_shape_of
 from cartoonist.pipeline.targets import likelihood_kind
 from cartoonist.tasks.lifecycle import task_run
-from cartoonist.tasks.per_sample import gather, predictor, write_results
-from cartoonist.tasks.sample import settings_of
+from cartoonist.tasks.per_sample import gather, predictor, settings_of, write_results
 
 __all__ = ["run"]
 

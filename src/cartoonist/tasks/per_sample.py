@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.diffusion import bits_per_dim
 from cartoonist.lit import PartWriter, id_loader, merge_parts
@@ -17,7 +18,18 @@ from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sampl
 from cartoonist.pipeline.loggers import build_loggers
 from cartoonist.plotting import sample_figure
 
-__all__ = ["predictor", "gather", "rows_of", "summarise", "write_results"]
+__all__ = ["predictor", "gather", "settings_of", "rows_of", "summarise", "write_results"]
+
+
+def settings_of(cfg: DictConfig, group: str) -> dict | None:
+    """{"name": the group's option, **its settings}: what a collector reads instead of configs."""
+    node = cfg.get(group)
+    if node is None:
+        return None
+    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+    values = OmegaConf.to_container(node, resolve=True)
+    settings = {k: v for k, v in values.items() if not k.startswith("_")}
+    return {"name": choices.get(group) or group, **settings}
 
 
 def predictor(cfg: DictConfig, out: Path):

@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from cartoonist.lit import SampleJob
 from cartoonist.pipeline.build import build_score, event_shape_of
 from cartoonist.tasks.lifecycle import task_run
-from cartoonist.tasks.per_sample import gather, predictor, write_results
+from cartoonist.tasks.per_sample import gather, predictor, settings_of, write_results
 
-__all__ = ["run", "settings_of"]
-
-
-def settings_of(cfg: DictConfig, group: str) -> dict | None:
-    """{"name": the group's option, **its settings}: what a collector reads instead of configs."""
-    node = cfg.get(group)
-    if node is None:
-        return None
-    choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
-    values = OmegaConf.to_container(node, resolve=True)
-    settings = {k: v for k, v in values.items() if not k.startswith("_")}
-    return {"name": choices.get(group) or group, **settings}
+__all__ = ["run"]
 
 
 def run(cfg: DictConfig) -> dict:
