@@ -74,6 +74,11 @@ class _IdJob(L.LightningModule):
             shape, noise=keys, dtype=self.dtype_, device=self._where()
         )
 
+    def _score_of(self, ids: Tensor):
+        """The score bound to the batch's sample ids (a conditional model's per-sample condition)."""
+        bind = getattr(self.score, "for_samples", None)
+        return bind(ids.tolist()) if bind is not None else self.score
+
     @staticmethod
     def _per_sample(n: int, nfe: int, wall: float) -> tuple[Tensor, Tensor]:
         return torch.full((n,), nfe), torch.full((n,), wall / n, dtype=torch.float64)
@@ -113,9 +118,10 @@ class SampleJob(_IdJob):
         """Draw the prior, run the sampler, score the samples."""
         (ids,) = batch
         keys, n, wall = Keys(self.seed, ids.tolist()), ids.numel(), []
+        score = self._score_of(ids)
         x_init = self._prior(keys)
         with torch.enable_grad(), _clock(_name(self.sampler), wall):
-            res = self.sampler(self.score, self.schedule, x_init, noise=keys)
+            res = self.sampler(score, self.schedule, x_init, noise=keys)
         out = {"x": res.x.float()}
         out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[0])
         if res.logp is not None:
@@ -125,7 +131,7 @@ class SampleJob(_IdJob):
         if self.likelihood is not None:
             name, estimator = self.likelihood
             with torch.enable_grad(), _clock(_name(estimator), wall):
-                lik = estimator(self.score, self.schedule, res.x, noise=keys)
+                lik = estimator(score, self.schedule, res.x, noise=keys)
             out[f"logp_{name}"] = lik.logp.double()
             out[f"nfe_{name}"], out[f"wall_s_{name}"] = self._per_sample(n, lik.nfe, wall[1])
         return self._cpu(out, ids)
@@ -166,11 +172,12 @@ class EvaluateJob(_IdJob):
         """Generate or load the points, then score them with the estimator."""
         (ids,) = batch
         keys, n, wall, out = Keys(self.seed, ids.tolist()), ids.numel(), [], {}
+        score = self._score_of(ids)
         if self.data is None:
             x_init = self._prior(keys)
             with torch.enable_grad(), _clock("sample_sde", wall):
                 gen = sample_sde(
-                    self.score,
+                    score,
                     self.schedule,
                     x_init,
                     self.sde_steps,
@@ -182,7 +189,7 @@ class EvaluateJob(_IdJob):
             x = self.data[ids].to(dtype=self.dtype_).to(self._where())
         if self.estimator is not None:
             with torch.enable_grad(), _clock(_name(self.estimator), wall):
-                res = self.estimator(self.score, self.schedule, x, noise=keys)
+                res = self.estimator(score, self.schedule, x, noise=keys)
             out[f"logp_{self.name}"] = res.logp.double()
             out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[-1])
         else:

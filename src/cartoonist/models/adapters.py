@@ -80,6 +80,15 @@ class ScoreModule(nn.Module):
             )
         return self._score(x, _lam(lam, x))
 
+    def for_samples(self, sample_ids: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:
+        """The score function of the samples `sample_ids` [B] of one batch.
+
+        An unconditional model returns itself. A conditional one binds each sample's condition
+        (a class label, a prompt embedding), looked up by sample id, so a sample's numbers do not
+        depend on which batch or process it is in — as with its noise (`Keys(seed, ids)`).
+        """
+        return self
+
 
 class NetScore(ScoreModule):
     """One of our own ε-prediction networks net(x, λ) as a score module (s = −ε̂/σ).
