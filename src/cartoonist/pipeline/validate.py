@@ -18,6 +18,7 @@ from cartoonist.diffusion.schedules import VP
 from cartoonist.errors import ConfigError
 from cartoonist.pipeline.schemas import unknown_keys
 from cartoonist.pipeline.targets import check_targets, is_no_data, likelihood_kind, model_kind
+from cartoonist.pipeline.typecheck import check_config
 
 __all__ = ["validate", "check_threshold"]
 
@@ -44,9 +45,9 @@ def validate(cfg: DictConfig, task: str) -> None:
     if unknown := unknown_keys(cfg):  # only `+key=` can add them: Hydra allows it by design
         raise ConfigError(f"{unknown[0]} is not a setting of its group (a typo, or a `+`?)")
     _check_run_dir(cfg)
-    for key in ("seed",):
-        if not isinstance(OmegaConf.select(cfg, key), int):
-            raise ConfigError(f"{key} must be an integer, got {OmegaConf.select(cfg, key)!r}")
+    if task == "figure" and OmegaConf.is_missing(cfg, "figure_name"):
+        raise ConfigError("figure_name is not set: choose a figure with experiment=<name>")
+    check_config(cfg, task)  # every key: known, of its type, in its range (the schemas)
     lo, hi = -math.inf, math.inf
     if "noise" in cfg:
         lo, hi = (
