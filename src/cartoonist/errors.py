@@ -18,7 +18,8 @@ def format_error(e: BaseException) -> str:
     parts = []
     while e is not None and len(parts) < 3:
         line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if line not in parts:
+        if line not in parts and line != "None" and "$VALUE" not in line:
             parts.append(line)
-        e = e.__cause__ or e.__context__
+        # `raise ... from None` hides the context: so does this line
+        e = e.__cause__ if e.__cause__ is not None or e.__suppress_context__ else e.__context__
     return " — ".join(parts)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from cartoonist.data.sources import _missing, _Pixels, _positive
+from cartoonist.errors import ConfigError
 
 __all__ = ["ImageFolder", "MNIST", "CIFAR10", "load_array_pickle"]
 
@@ -98,22 +99,59 @@ class ImageFolder(_Pixels):
             )
         return files
 
-    def pixels(self) -> Tensor:
-        """The images as 8-bit values, [N, C, size, size] uint8 (in sorted path order)."""
+    def check(self) -> None:
+        """Structural check before any compute: a folder with images that open and verify.
+
+        Raises:
+            ConfigError: naming dataset.source.path and the first bad file (missing folder, a
+                file instead of a folder, no images, an image that is corrupt or truncated).
+        """
         from PIL import Image
 
+        if self.path.exists() and not self.path.is_dir():
+            raise ConfigError(f"dataset.source.path is a file, not a folder: {self.path}")
+        try:
+            files = self.files()
+        except FileNotFoundError as e:
+            raise ConfigError(f"dataset.source.path: {e}") from None
+        for f in files:
+            try:
+                with Image.open(f) as im:
+                    im.verify()  # PNG: every chunk's CRC; a truncated file fails here
+            except Exception as e:  # noqa: BLE001 - PIL raises many kinds
+                raise ConfigError(
+                    f"dataset.source.path: {f} is not a readable image ({_first_line(e)})"
+                ) from None
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, C, size, size] uint8 (in sorted path order)."""
         out = []
         for f in self.files():
-            with Image.open(f) as im:
-                im = im.convert("RGB" if self.channels == 3 else "L")
-                w, h = im.size
-                s = min(w, h)
-                left, top = (w - s) // 2, (h - s) // 2
-                im = im.crop((left, top, left + s, top + s))
-                im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
-                a = np.asarray(im, dtype=np.uint8)
-            out.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+            try:
+                out.append(self._read(f))
+            except (OSError, ValueError, SyntaxError) as e:  # a JPEG truncated past verify()
+                raise ConfigError(
+                    f"dataset.source.path: {f} is not a readable image ({_first_line(e)})"
+                ) from None
         return torch.from_numpy(np.stack(out))
+
+    def _read(self, f: Path) -> np.ndarray:
+        from PIL import Image
+
+        with Image.open(f) as im:
+            im = im.convert("RGB" if self.channels == 3 else "L")
+            w, h = im.size
+            s = min(w, h)
+            left, top = (w - s) // 2, (h - s) // 2
+            im = im.crop((left, top, left + s, top + s))
+            im = im.resize((self.size, self.size), Image.Resampling.BILINEAR)
+            a = np.asarray(im, dtype=np.uint8)
+        return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _find(folder: Path, names: list[str], what: str) -> Path:
@@ -122,6 +160,28 @@ def _find(folder: Path, names: list[str], what: str) -> Path:
             if cand.is_file():
                 return cand
     raise _missing(folder / names[0], what)
+
+
+def _idx_dims(path: Path) -> tuple[int, ...]:
+    """The dimensions an IDX file's header declares; ValueError unless its size matches."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+            raise ValueError(f"{path} is not an unsigned-byte IDX file")
+        raw = f.read(4 * head[3])
+        if len(raw) < 4 * head[3]:
+            raise ValueError(f"{path}: truncated IDX header")
+        dims = tuple(int.from_bytes(raw[4 * i : 4 * i + 4], "big") for i in range(head[3]))
+        if path.suffix == ".gz":
+            size = 0
+            while chunk := f.read(1 << 20):
+                size += len(chunk)
+        else:
+            size = path.stat().st_size - 4 - 4 * head[3]
+    if size != math.prod(dims):
+        raise ValueError(f"{path}: expected {math.prod(dims)} bytes of data, got {size}")
+    return dims
 
 
 def _read_idx(path: Path) -> np.ndarray:
@@ -165,8 +225,7 @@ class MNIST(_UserFiles):
     name = "mnist"
     shape = (1, 28, 28)
 
-    def pixels(self) -> Tensor:
-        """The images as 8-bit values, [N, 1, 28, 28] uint8 (labels go to `self.labels`)."""
+    def _images_file(self) -> Path:
         prefix = "train" if self.split == "train" else "t10k"
         if not self.path.is_dir():
             raise _missing(self.path, "MNIST folder")
@@ -174,7 +233,29 @@ class MNIST(_UserFiles):
         raw = folder / "MNIST" / "raw"  # torchvision's layout
         if not any(folder.glob(f"{prefix}-images-idx3-ubyte*")) and raw.is_dir():
             folder = raw
-        images = _read_idx(_find(folder, [f"{prefix}-images-idx3-ubyte"], "MNIST images"))
+        return _find(folder, [f"{prefix}-images-idx3-ubyte"], "MNIST images")
+
+    def check(self) -> None:
+        """Structural check before any compute: the images file is an [N, 28, 28] IDX file.
+
+        Raises:
+            ConfigError: naming dataset.source.path (missing folder or file, a bad header, a
+                size that does not match the header).
+        """
+        try:
+            path = self._images_file()
+            dims = _idx_dims(path)
+        except (FileNotFoundError, ValueError, OSError, EOFError) as e:
+            raise ConfigError(f"dataset.source.path: {_first_line(e)}") from None
+        if len(dims) != 3 or dims[1:] != (28, 28):
+            raise ConfigError(f"dataset.source.path: {path} holds {dims}, not [N, 28, 28] images")
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, 1, 28, 28] uint8 (labels go to `self.labels`)."""
+        prefix = "train" if self.split == "train" else "t10k"
+        images_file = self._images_file()
+        folder = images_file.parent
+        images = _read_idx(images_file)
         if images.ndim != 3 or images.shape[1:] != (28, 28):
             raise ValueError(f"MNIST images must be [N, 28, 28], got {images.shape}")
         try:
@@ -204,8 +285,7 @@ class CIFAR10(_UserFiles):
     name = "cifar10"
     shape = (3, 32, 32)
 
-    def pixels(self) -> Tensor:
-        """The images as 8-bit values, [N, 3, 32, 32] uint8 (labels go to `self.labels`)."""
+    def _batches(self) -> tuple[Path, list[str]]:
         folder = self.path
         if not folder.is_dir():
             raise _missing(folder, "CIFAR-10 folder")
@@ -216,6 +296,18 @@ class CIFAR10(_UserFiles):
         missing = [n for n in names if not (folder / n).is_file()]
         if missing:
             raise _missing(folder / missing[0], "CIFAR-10 batch")
+        return folder, names
+
+    def check(self) -> None:
+        """Structural check before any compute: every batch file of the split is there."""
+        try:
+            self._batches()
+        except FileNotFoundError as e:
+            raise ConfigError(f"dataset.source.path: {_first_line(e)}") from None
+
+    def pixels(self) -> Tensor:
+        """The images as 8-bit values, [N, 3, 32, 32] uint8 (labels go to `self.labels`)."""
+        folder, names = self._batches()
         data, labels = [], []
         for n in names:
             batch = load_array_pickle(folder / n)

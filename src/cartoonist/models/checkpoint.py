@@ -19,7 +19,7 @@ from cartoonist.errors import ConfigError, format_error
 from cartoonist.models.mlp import MLP
 from cartoonist.models.unet import UNet
 
-__all__ = ["ARCHITECTURES", "load_denoiser", "network_spec"]
+__all__ = ["ARCHITECTURES", "checkpoint_spec", "load_denoiser", "network_spec"]
 
 # Every name a checkpoint may use for a network (the short and the module paths).
 ARCHITECTURES: dict[str, type[nn.Module]] = {
@@ -56,6 +56,29 @@ def _noise(spec: dict) -> TrainingNoise:
     return cls(**_kwargs(spec))
 
 
+def _load(path, allow_pickle: bool, mmap: bool = False):
+    try:
+        return torch.load(path, map_location="cpu", weights_only=not allow_pickle, mmap=mmap)
+    except Exception as e:  # noqa: BLE001
+        raise ConfigError(f"cannot load checkpoint {path}: {format_error(e)}") from e
+
+
+def checkpoint_spec(path: str | Path, allow_pickle: bool = False) -> dict:
+    """The `spec` a training checkpoint stores (memory-mapped: the weights are not read).
+
+    Raises:
+        ConfigError: not loadable, or not a cartoonist training checkpoint (one line).
+    """
+    try:
+        ck = _load(path, allow_pickle, mmap=True)
+    except ConfigError:  # an old (non-zip) file cannot be memory-mapped
+        ck = _load(path, allow_pickle)
+    spec = ck.get("cartoonist") if isinstance(ck, dict) else None
+    if not spec:
+        raise ConfigError(f"{path} is not a cartoonist training checkpoint (no 'cartoonist' spec)")
+    return spec
+
+
 def load_denoiser(path: str | Path, allow_pickle: bool = False):
     """Rebuild the EMA denoiser and its noise from a training checkpoint.
 
@@ -64,10 +87,7 @@ def load_denoiser(path: str | Path, allow_pickle: bool = False):
     Returns:
         (net in eval mode with EMA weights, TrainingNoise, spec dict).
     """
-    try:
-        ck = torch.load(path, map_location="cpu", weights_only=not allow_pickle)
-    except Exception as e:  # noqa: BLE001
-        raise ConfigError(f"cannot load checkpoint {path}: {format_error(e)}") from e
+    ck = _load(path, allow_pickle)
     spec = ck.get("cartoonist") if isinstance(ck, dict) else None
     if not spec:
         raise ConfigError(f"{path} is not a cartoonist training checkpoint (no 'cartoonist' spec)")

@@ -138,14 +138,26 @@ class DiffusersModel(PretrainedModel):
                 )
         self._shape(unet)
 
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one sample, from the folder's UNet config (nothing loaded)."""
+        return self._shape(self._configs()[1])
+
     def _shape(self, unet: dict) -> tuple[int, ...]:
-        if self.event_shape is not None:
-            return _event_shape(list(self.event_shape))
         size = unet.get("sample_size")
+        channels = unet.get("in_channels", 3)
+        if self.event_shape is not None:
+            shape = _event_shape(list(self.event_shape))
+            hw = [size, size] if isinstance(size, int) else list(size or [])
+            if len(shape) != 3 or shape[0] != channels or (hw and list(shape[1:]) != hw):
+                raise ConfigError(
+                    f"model.event_shape={list(shape)} does not fit the UNet: its config has "
+                    f"in_channels={channels}, sample_size={size} (drop model.event_shape)"
+                )
+            return shape
         if size is None:
             raise ConfigError("the UNet config has no sample_size: set model.event_shape=[C,H,W]")
         hw = [size, size] if isinstance(size, int) else list(size)
-        return _event_shape([unet.get("in_channels", 3)] + hw, "UNet (in_channels, sample_size)")
+        return _event_shape([channels] + hw, "UNet (in_channels, sample_size)")
 
     def load(self) -> ScoreModule:
         """Load the UNet (weights_only for .bin files, as diffusers does) and the scheduler."""

@@ -79,6 +79,10 @@ class EDMDenoiser(PretrainedModel):
             f"model.path does not exist and is not an import path 'module:attr': {self.path}"
         )
 
+    def shape(self) -> tuple[int, ...]:
+        """(C, H, W) of one sample: model.event_shape."""
+        return _event_shape(None if self.event_shape is None else list(self.event_shape))
+
     def check(self) -> None:
         """Path kind, pickle permission, shape and σ range."""
         try:

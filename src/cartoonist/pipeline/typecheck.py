@@ -38,7 +38,7 @@ from cartoonist.pipeline import schemas
 from cartoonist.pipeline.schemas import TARGET_SCHEMAS, TASK_SCHEMAS, Check
 from cartoonist.pipeline.targets import resolve
 
-__all__ = ["check_config", "check_overrides", "schema_of"]
+__all__ = ["check_config", "check_overrides", "command_line", "schema_of"]
 
 _NAMED_CHOICES = {schemas.ODE_METHODS: ODE_METHODS}
 _HYDRA_KEYS = {"_target_", "_partial_", "_args_", "_recursive_", "_convert_"}
@@ -295,12 +295,18 @@ _RULES = {
 
 
 # -- the command line: booleans OmegaConf would convert
-def _overrides(cfg: DictConfig) -> list[str]:
+def command_line(cfg: DictConfig) -> list:
+    """The run's command-line overrides, parsed (Hydra `Override`s); [] outside Hydra."""
     if "hydra" in cfg:
-        return list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
-    if HydraConfig.initialized():
-        return list(HydraConfig.get().overrides.task)
-    return []
+        over = list(OmegaConf.select(cfg, "hydra.overrides.task", default=None) or [])
+    elif HydraConfig.initialized():
+        over = list(HydraConfig.get().overrides.task)
+    else:
+        over = []
+    try:
+        return OverridesParser.create().parse_overrides(over) if over else []
+    except Exception:  # noqa: BLE001 - composition already accepted them
+        return []
 
 
 def check_overrides(cfg: DictConfig, task: str) -> None:
@@ -309,14 +315,7 @@ def check_overrides(cfg: DictConfig, task: str) -> None:
     OmegaConf turns `2`, `yes`, `on` into True for a field typed bool (the sampler group's
     `track_logp`), so the composed config cannot tell; the override itself can.
     """
-    over = _overrides(cfg)
-    if not over:
-        return
-    try:
-        parsed = OverridesParser.create().parse_overrides(over)
-    except Exception:  # noqa: BLE001 - composition already accepted them
-        return
-    for o in parsed:
+    for o in command_line(cfg):
         if o.is_delete() or o.is_sweep_override() or "@" in o.key_or_group:
             continue
         path = o.key_or_group.split(".")

@@ -8,7 +8,9 @@ line and exits with status 2. What a value's type and range are is the schemas' 
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+from urllib.parse import urlparse
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -21,14 +23,6 @@ from cartoonist.pipeline.targets import check_targets, is_no_data, likelihood_ki
 from cartoonist.pipeline.typecheck import check_config
 
 __all__ = ["validate", "check_threshold"]
-
-
-def _positive_int(cfg, key: str) -> None:
-    val = OmegaConf.select(cfg, key)
-    if val is None:
-        return
-    if isinstance(val, bool) or not isinstance(val, int) or val < 1:
-        raise ConfigError(f"{key} must be a positive integer, got {val!r}")
 
 
 def check_threshold(schedule, thr, key: str, whose: str) -> None:
@@ -59,21 +53,6 @@ def validate(cfg: DictConfig, task: str) -> None:
                 raise ConfigError(f"{key} must be a finite number, got {val!r}")
         if not lo < hi:
             raise ConfigError(f"noise.lambda_min ({lo}) must be below noise.lambda_max ({hi})")
-    if task == "figure" and OmegaConf.is_missing(cfg, "figure_name"):
-        raise ConfigError("figure_name is not set: choose a figure with experiment=<name>")
-    for key in (
-        "sampler.steps",
-        "likelihood.steps",
-        "likelihood.n_lambda",
-        "n_samples",
-        "batch_size",
-        "dataset.batch_size",
-        "trainer.max_steps",
-        "trainer.devices",
-    ):
-        if key == "trainer.max_steps" and OmegaConf.select(cfg, key) == -1:
-            continue
-        _positive_int(cfg, key)
     kind = model_kind(cfg)
     pretrained = kind == "pretrained"
     is_oracle = kind == "oracle"
@@ -132,6 +111,14 @@ def validate(cfg: DictConfig, task: str) -> None:
             )
     if task == "figure":
         _validate_figure_model(cfg, ckpt)
+    _check_environment(cfg)
+    if task in ("sample", "evaluate"):
+        _check_sampler(cfg, lo, hi, pretrained)
+        _check_attention(cfg)
+        shape = _check_checkpoint(cfg, ckpt) if ckpt is not None else None
+        _check_mode_tracking_dim(cfg, shape)
+    if task != "figure" or OmegaConf.select(cfg, "model") is not None:
+        _check_data(cfg)
 
 
 def _validate_figure_model(cfg: DictConfig, ckpt) -> None:
@@ -171,3 +158,180 @@ def _check_run_dir(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"run_name / {key} puts the run at {out_p}, outside paths.output_root ({root_p})"
             )
+
+
+#: the largest dimension D for which sampler=mode_tracking runs: Theorem 5 needs the D × D Hessian
+#: of log p per sample (and ∇Δ log p); at D = 1024 that is 8 MiB per sample in float64, at
+#: D = 3072 (CIFAR) 72 MiB and D Hessian-vector products per step — hours, then out of memory.
+MODE_TRACKING_MAX_DIM = 1024
+
+
+def _sampler_fn(cfg: DictConfig):
+    from cartoonist.pipeline.targets import resolve
+
+    return resolve(cfg, "sampler")
+
+
+def _check_sampler(cfg: DictConfig, lo: float, hi: float, pretrained: bool) -> None:
+    """mode_tracking's λ_t lies strictly inside the schedule's range (an SDE stage before it)."""
+    from cartoonist.diffusion import sample_mode_tracking
+
+    if _sampler_fn(cfg) is not sample_mode_tracking or pretrained:
+        return  # a pretrained model's own range is checked when it loads
+    lam = OmegaConf.select(cfg, "sampler.lambda_t")
+    if math.isfinite(lo) and math.isfinite(hi) and not lo < lam < hi:
+        raise ConfigError(
+            f"sampler.lambda_t must lie in ({lo:g}, {hi:g}) (the noise group's range: the SDE "
+            f"runs from λ_min to λ_t, the mode tracking on to λ_max), got {lam}"
+        )
+
+
+def _jvp_users(cfg: DictConfig) -> list[str]:
+    """The settings of this run that differentiate through the network forward (JVP)."""
+    from cartoonist.diffusion import ode_log_prob, sample_mode_tracking, sample_sde
+
+    users = []
+    fn = _sampler_fn(cfg)
+    if fn is sample_mode_tracking:
+        users.append("sampler=mode_tracking (Hessians)")
+    elif fn is not None and fn is not sample_sde and OmegaConf.select(cfg, "sampler.track_logp"):
+        users.append("sampler.track_logp=true")
+    from cartoonist.pipeline.targets import resolve
+
+    lik = resolve(cfg, "likelihood")
+    if lik is ode_log_prob and OmegaConf.select(cfg, "likelihood.backend") == "forward":
+        users.append("likelihood=pf_ode with likelihood.backend=forward")
+    return users
+
+
+def _check_attention(cfg: DictConfig) -> None:
+    """model.attention=default (fused kernels, no JVP rule) with an estimator that needs JVPs."""
+    if OmegaConf.select(cfg, "model.attention") != "default":
+        return
+    if users := _jvp_users(cfg):
+        raise ConfigError(
+            f"model.attention=default (fused attention kernels) has no forward-mode derivative, "
+            f"which {users[0]} needs: set model.attention=math"
+        )
+
+
+def _check_mode_tracking_dim(cfg: DictConfig, shape) -> None:
+    """sampler=mode_tracking only up to D = MODE_TRACKING_MAX_DIM."""
+    from cartoonist.diffusion import sample_mode_tracking
+
+    if _sampler_fn(cfg) is not sample_mode_tracking:
+        return
+    shape = shape or _model_or_data_shape(cfg)
+    if shape is None:
+        return
+    dim = math.prod(shape)
+    if dim > MODE_TRACKING_MAX_DIM:
+        raise ConfigError(
+            f"sampler=mode_tracking needs the D × D Hessian of every sample: D = {dim} "
+            f"(shape {tuple(shape)}) is above its limit of {MODE_TRACKING_MAX_DIM} "
+            f"(use sampler=hd for high-density samples of large images)"
+        )
+
+
+def _model_or_data_shape(cfg: DictConfig):
+    """The event shape of the run's model (a pretrained one's) or data, without loading either."""
+    if model_kind(cfg) == "pretrained":
+        model = instantiate(cfg.model)
+        return tuple(model.shape()) if hasattr(model, "shape") else None
+    if is_no_data(cfg) or OmegaConf.select(cfg, "dataset") is None:
+        return None
+    return tuple(instantiate(cfg.dataset).event_shape)
+
+
+def _explicit(cfg: DictConfig) -> dict[str, object]:
+    """Group choices and `model.` / `dataset.` values given on the command line."""
+    from cartoonist.pipeline.typecheck import command_line
+
+    out: dict[str, object] = {}
+    for o in command_line(cfg):
+        if o.is_delete() or o.is_sweep_override():
+            continue
+        out[o.key_or_group] = o.value()
+    return out
+
+
+def _check_checkpoint(cfg: DictConfig, ckpt) -> tuple | None:
+    """A checkpoint brings its own network: a different model= or dataset= is refused."""
+    from cartoonist.models.checkpoint import ARCHITECTURES, checkpoint_spec
+    from cartoonist.pipeline.targets import resolve
+
+    if model_kind(cfg) != "network":
+        return None
+    spec = checkpoint_spec(ckpt, bool(OmegaConf.select(cfg, "allow_pickle")))
+    net = spec.get("net") or {}
+    shape = tuple(spec.get("event_shape") or ())
+    given = _explicit(cfg)
+    theirs = ARCHITECTURES.get(net.get("_target_"))
+    ours = resolve(cfg, "model")
+    if "model" in given and theirs is not None and ours is not theirs:
+        raise ConfigError(
+            f"model={given['model']} but ckpt_path holds a {theirs.__name__} network: drop "
+            f"model= or choose the checkpoint's (model={theirs.__name__.lower()})"
+        )
+    for key, value in given.items():
+        name = key.split(".", 1)[1] if key.startswith("model.") else None
+        if name in net and OmegaConf.create({"v": value}).v != net[name]:
+            raise ConfigError(
+                f"{key}={value} but the checkpoint's network has {name}={net[name]}: a "
+                f"checkpoint brings its own network (drop {key})"
+            )
+    if ("dataset" in given or OmegaConf.select(cfg, "source") == "dataset") and shape:
+        data = _model_or_data_shape(cfg)
+        if data is not None and tuple(data) != shape:
+            which = f"dataset={given['dataset']}" if "dataset" in given else "the dataset"
+            raise ConfigError(
+                f"{which} has examples of shape {tuple(data)}, the checkpoint's network was "
+                f"trained on {shape}: choose its dataset"
+            )
+    return shape or None
+
+
+def _check_data(cfg: DictConfig) -> None:
+    """The data set's files are there and readable (a structural check, nothing loaded)."""
+    node = OmegaConf.select(cfg, "dataset.source")
+    if node is None or is_no_data(cfg):
+        return
+    source = instantiate(node)
+    if hasattr(source, "check"):
+        source.check()
+
+
+def _check_environment(cfg: DictConfig) -> None:
+    """A wandb logger online has an API key; the run directory can be created."""
+    if OmegaConf.select(cfg, "logger.wandb") is not None:
+        if os.environ.get("WANDB_MODE", "offline") == "online" and not _wandb_key():
+            raise ConfigError(
+                "logger.wandb: WANDB_MODE=online needs a wandb API key (WANDB_API_KEY or "
+                "`wandb login`); use WANDB_MODE=offline to log locally"
+            )
+    root = OmegaConf.select(cfg, "paths.output_root", default=None)
+    if root is not None:
+        _check_writable(Path(str(root)).expanduser())
+
+
+def _wandb_key() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    import netrc
+
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host or "") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _check_writable(root: Path) -> None:
+    """paths.output_root exists as a writable folder, or can be created (nothing is created)."""
+    p = root.resolve()
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    if not p.is_dir():
+        raise ConfigError(f"paths.output_root: {p} is a file, not a folder (for {root})")
+    if not os.access(p, os.W_OK | os.X_OK):
+        raise ConfigError(f"paths.output_root: {p} is not writable (for {root})")
