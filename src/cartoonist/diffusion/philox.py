@@ -23,8 +23,9 @@ float64, and the float work is the same few elementwise torch ops on every devic
 default (a float32 draw is the float64 one rounded). Caveat: torch's `log`, `cos` and `sin` are the
 device's own libraries (SLEEF on the CPU, CUDA's libm on the GPU), each within ~1 ulp, so CPU
 and CUDA normals may differ in the last ulp of a few values (the words never differ; a float32
-result differs only where a float64 ulp crosses a float32 rounding boundary, ~2⁻²⁹ per value). The 32-bit uniforms
-put the largest |z| at √(64 ln 2) ≈ 6.66: tails beyond are not drawn (probability 2.7e-11).
+result differs only where a float64 ulp crosses a float32 rounding boundary, ~2⁻²⁹ per value).
+The 32-bit uniforms put the largest |z| at √(64 ln 2) ≈ 6.66: tails beyond are not drawn
+(probability 2.7e-11 per value).
 """
 
 from __future__ import annotations
