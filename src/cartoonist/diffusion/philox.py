@@ -99,25 +99,33 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = ROUNDS):
     return a[0], c1, a[1], c3
 
 
-def philox_words(key: tuple[int, int], ids: Tensor, step: int, n_blocks: int) -> Tensor:
-    """The words of `n_blocks` Philox blocks for each row: [B, 4 · n_blocks] int64.
+def philox_words(
+    key: tuple[int, int], ids: Tensor, step: int, n_blocks: int, n_steps: int | None = None
+) -> Tensor:
+    """The words of J = `n_blocks` Philox blocks per row: [B, 4J] (or [B, n_steps, 4J]).
 
-    Block j of row b is Philox4x32-10 of the counter (j, step, id_lo, id_hi) under `key`, where
-    id = ids[b] as a 64-bit word: a row's words depend only on its id, never on its position or
-    on the batch.
+    With `n_steps`, the steps step … step + n_steps − 1 are computed in one call.
+
+    Block j of row b at step k is Philox4x32-10 of the counter (j, k, id_lo, id_hi) under `key`,
+    where id = ids[b] as a 64-bit word: a row's words depend only on its id and the step, never on
+    its position, on the batch, or on how many steps are computed together.
 
     Args:
         key: (k0, k1), the 64-bit key of a (seed, stream) pair.
         ids: [B, 2] int64 (low, high 32-bit halves of each sample id) on the target device.
-        step: the draw's index in its stream (< 2³²).
+        step: the (first) draw's index in its stream; steps stay < 2³².
         n_blocks: blocks per row (< 2³²).
+        n_steps: None for one step ([B, 4 · n_blocks]), else a run of steps.
     """
-    if not 0 <= step <= MASK32:
-        raise ValueError(f"noise: step {step} outside [0, 2^32)")
-    j = torch.arange(n_blocks, dtype=torch.int64, device=ids.device).unsqueeze(0)  # [1, J]
-    w = philox4x32(j, step, ids[:, :1], ids[:, 1:], *key)
-    B = ids.shape[0]
-    return torch.stack([x.expand(B, n_blocks) for x in w], -1).reshape(B, 4 * n_blocks)
+    k = 1 if n_steps is None else int(n_steps)
+    if not (0 <= step and step + k - 1 <= MASK32 and k >= 1):
+        raise ValueError(f"noise: steps {step}..{step + k - 1} outside [0, 2^32)")
+    dev, B = ids.device, ids.shape[0]
+    j = torch.arange(n_blocks, dtype=torch.int64, device=dev).view(1, 1, n_blocks)
+    c1 = step if k == 1 else torch.arange(step, step + k, device=dev).view(1, k, 1)
+    w = philox4x32(j, c1, ids[:, :1, None], ids[:, 1:, None], *key)  # each [B, k, J]
+    w = torch.stack([x.expand(B, k, n_blocks) for x in w], -1).reshape(B, k, 4 * n_blocks)
+    return w[:, 0] if n_steps is None else w
 
 
 def _unit(w: Tensor, dtype: torch.dtype, plus_one: bool) -> Tensor:
@@ -140,36 +148,47 @@ def philox_normal(
     numel: int,
     dtype=torch.float32,
     work: torch.dtype = torch.float64,
+    n_steps: int | None = None,
 ) -> Tensor:
-    """Standard normals [B, numel] of one keyed draw (Box–Muller on pairs of Philox words).
+    """Standard normals [B, numel] (or [B, n_steps, numel]) of keyed draws, by Box–Muller.
 
     Element e of row b is Box–Muller output e mod 4 of block ⌊e / 4⌋ (see `philox_words`), for
-    every `numel` ≥ e + 1.
+    every `numel` ≥ e + 1 and however many steps are computed together.
 
     Args:
-        key, ids, step: as `philox_words`.
+        key, ids, step, n_steps: as `philox_words`.
         numel: normals per row.
         dtype: of the result.
         work: the dtype of the Box–Muller arithmetic. float64 (default): a float32 result is
             then the float64 draw correctly rounded, so both dtypes share one stream, and the
             devices' last-ulp differences in log/cos/sin almost never reach a float32 result.
-            float32: ~1.5× cheaper on the CPU, a few float32 ulps from the float64 draw (more
-            for |z| < 1e-3, where float32 u ≈ 1 rounds the radius).
+            float32: cheaper on the CPU, a few float32 ulps from the float64 draw (more for
+            |z| < 1e-3, where float32 u ≈ 1 rounds the radius).
     """
     if work not in (torch.float32, torch.float64):
         raise ValueError(f"noise: work dtype must be float32 or float64, got {work}")
-    n_blocks = -(-numel // 4)
-    w = philox_words(key, ids, step, n_blocks).view(ids.shape[0], n_blocks, 2, 2)
-    u, v = w[..., 0], w[..., 1]  # [B, J, 2]: pairs (w0, w1) and (w2, w3)
+    J = -(-numel // 4)
+    w = philox_words(key, ids, step, J, 1 if n_steps is None else n_steps)
+    w = w.view(*w.shape[:2], J, 2, 2)
+    u, v = w[..., 0], w[..., 1]  # [B, k, J, 2]: pairs (w0, w1) and (w2, w3)
     r = _unit(u, work, True).log_().mul_(-2.0).sqrt_()  # u ∈ (0, 1]: never log 0
     theta = _unit(v, work, False).mul_(2 * math.pi)
-    z = torch.stack([r * theta.cos(), r.mul_(theta.sin_())], -1)  # [B, J, 2, 2]
-    return z.reshape(ids.shape[0], 4 * n_blocks)[:, :numel].to(dtype)
+    z = torch.stack([r * theta.cos(), r.mul_(theta.sin_())], -1)  # [B, k, J, 2, 2]
+    z = z.reshape(*w.shape[:2], 4 * J)[..., :numel].to(dtype)
+    return z[:, 0] if n_steps is None else z
 
 
 def philox_rademacher(
-    key: tuple[int, int], ids: Tensor, step: int, numel: int, dtype=torch.float32
+    key: tuple[int, int],
+    ids: Tensor,
+    step: int,
+    numel: int,
+    dtype=torch.float32,
+    n_steps: int | None = None,
 ) -> Tensor:
-    """±1 [B, numel] of one keyed draw: element e is the top bit of word e (see `philox_words`)."""
-    w = philox_words(key, ids, step, -(-numel // 4))[:, :numel]
+    """±1 [B, numel] (or [B, n_steps, numel]) of keyed draws.
+
+    Element e is the top bit of word e (see `philox_words`).
+    """
+    w = philox_words(key, ids, step, -(-numel // 4), n_steps)[..., :numel]
     return (1 - 2 * (w >> 31)).to(dtype)

@@ -32,6 +32,8 @@ __all__ = [
 ]
 
 _MASK64 = (1 << 64) - 1
+RUN_ELEMENTS = 1 << 16  # values per Philox call at least, for small draws (see SampleNoise._draw)
+MAX_RUN = 64  # steps per call at most
 _STREAMS = {"prior": 1, "brownian": 2, "probe": 3, "lambda": 4, "data": 5, "posterior": 6}
 
 
@@ -72,7 +74,8 @@ class SampleNoise:
     """Per-sample streams keyed by (seed, sample_id, stream); batch invariant, drawn on `device`.
 
     The k-th call (`normal` or `rademacher`, k = 0, 1, …) is step k of the stream: one
-    vectorised Philox evaluation of the whole [B, D] block on `device`.
+    vectorised Philox evaluation of the whole [B, D] block on `device` (for small blocks, of the
+    next steps too, which are then sliced: the same numbers, fewer calls).
 
     Args:
         seed: base seed.
@@ -101,24 +104,38 @@ class SampleNoise:
             ids = torch.tensor([[i & MASK32, i >> 32] for i in ids], device=self.device)
         self._ids = ids.to(torch.int64).reshape(-1, 2)  # [B, 2]: low, high 32 bits of each id
         self.batch_size = self._ids.shape[0]
+        self._runs: dict[tuple, tuple[int, Tensor]] = {}  # (kind, shape) → (first step, run)
 
-    def _next_step(self) -> int:
+    def _draw(self, kind: str, event_shape: Sequence[int]) -> Tensor:
+        """Step k of the stream (k = calls so far), from a run of steps computed together.
+
+        A call costs ~250 small torch ops whatever its size, so for small [B, D] the next
+        `n_steps` steps of this shape are computed in one call (≈ RUN_ELEMENTS values) and
+        sliced. Every value is a function of (key, id, step, element) only, so this changes no
+        number: a run is a cache, and a step of another shape in between just leaves one unused.
+        """
+        shape = tuple(int(s) for s in event_shape)
+        step, numel = self._step, math.prod(shape)
         self._step += 1
-        return self._step - 1
+        first, run = self._runs.get((kind, shape), (0, None))
+        if run is None or not first <= step < first + run.shape[1]:
+            n = max(1, min(MAX_RUN, RUN_ELEMENTS // max(1, self.batch_size * numel)))
+            n = min(n, MASK32 + 1 - step)
+            if kind == "normal":
+                run = philox_normal(self._key, self._ids, step, numel, self.dtype, n_steps=n)
+            else:
+                run = philox_rademacher(self._key, self._ids, step, numel, self.dtype, n_steps=n)
+            first = step
+            self._runs[(kind, shape)] = (first, run)
+        return run[:, step - first].reshape(self.batch_size, *shape)
 
     def normal(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh standard normal draw [B, *event_shape]."""
-        shape = tuple(int(s) for s in event_shape)
-        z = philox_normal(self._key, self._ids, self._next_step(), math.prod(shape), self.dtype)
-        return z.reshape(self.batch_size, *shape)
+        return self._draw("normal", event_shape)
 
     def rademacher(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh ±1 draw [B, *event_shape] (top bits of the draw's Philox words)."""
-        shape = tuple(int(s) for s in event_shape)
-        r = philox_rademacher(
-            self._key, self._ids, self._next_step(), math.prod(shape), self.dtype
-        )
-        return r.reshape(self.batch_size, *shape)
+        return self._draw("rademacher", event_shape)
 
 
 class BatchNoise:

@@ -183,6 +183,25 @@ def test_keys_sources_match_the_generator_and_are_invariant():
     assert torch.equal(za, zb)
 
 
+def test_runs_of_steps_change_no_number():
+    """Small draws compute runs of steps at once (B-dependent length); values stay per step."""
+    ids = [3, 1000]
+    small = SampleNoise(8, ids, "brownian", dtype=DT)  # runs of 64 steps
+    big = SampleNoise(8, ids + list(range(5000, 8000)), "brownian", dtype=DT)  # runs of 2-3
+    key = stream_key(8, "brownian")
+    for step in range(70):
+        shape = (2, 4) if step % 5 else (3,)
+        kind = "rademacher" if step % 7 == 3 else "normal"
+        a, b = getattr(small, kind)(shape), getattr(big, kind)(shape)
+        assert torch.equal(a, b[:2])
+        direct = philox_normal if kind == "normal" else philox_rademacher
+        ref = direct(key, _ids(ids), step, math.prod(shape), DT).reshape(2, *shape)
+        assert torch.equal(a, ref)
+    run = philox_normal(key, _ids(ids), 10, 8, DT, n_steps=5)
+    for k in range(5):
+        assert torch.equal(run[:, k], philox_normal(key, _ids(ids), 10 + k, 8, DT))
+
+
 def test_float32_work_is_close_to_float64():
     key, ids = stream_key(2, "brownian"), _ids(range(32))
     z64 = philox_normal(key, ids, 0, 4096, DT)
@@ -206,5 +225,7 @@ def test_rademacher_is_fair_and_keyed():
 
 
 def test_step_range_is_checked():
-    with pytest.raises(ValueError, match="step"):
+    with pytest.raises(ValueError, match="steps"):
         philox_words((0, 0), _ids([0]), 2**32, 1)
+    with pytest.raises(ValueError, match="steps"):
+        philox_words((0, 0), _ids([0]), 2**32 - 2, 1, n_steps=3)
