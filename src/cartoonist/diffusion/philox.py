@@ -55,24 +55,25 @@ def _multipliers(device) -> Tensor:
     return _MULTIPLIERS[key]
 
 
-def _mulhilo(m: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
-    """(hi, lo) 32-bit halves of the 64-bit products m·x of 32-bit words held in int64.
+def _mulhilo(m: Tensor, x: Tensor, hi: Tensor, lo: Tensor, tmp: Tensor) -> None:
+    """hi, lo ← the 32-bit halves of the 64-bit products m·x of 32-bit words held in int64.
 
     x = xh·2¹⁶ + xl with 16-bit limbs; p_l = m·xl and p_h = m·xh are < 2⁴⁸, and
     m·x = p_h·2¹⁶ + p_l gives lo = (p_l + (p_h mod 2¹⁶)·2¹⁶) mod 2³² and
-    hi = ⌊(p_h + ⌊p_l / 2¹⁶⌋) / 2¹⁶⌋, every intermediate < 2⁴⁹.
+    hi = ⌊(p_h + ⌊p_l / 2¹⁶⌋) / 2¹⁶⌋, every intermediate < 2⁴⁹. Written into the given buffers
+    (no allocation: fresh large tensors cost page faults on the CPU).
     """
-    pl = (x & 0xFFFF).mul_(m)
-    ph = (x >> 16).mul_(m)
-    lo = ((ph & 0xFFFF) << 16).add_(pl).bitwise_and_(MASK32)
-    hi = (pl >> 16).add_(ph).bitwise_right_shift_(16)
-    return hi, lo
+    torch.bitwise_and(x, 0xFFFF, out=hi).mul_(m)  # p_l (becomes hi below)
+    torch.bitwise_right_shift(x, 16, out=tmp).mul_(m)  # p_h
+    torch.bitwise_and(tmp, 0xFFFF, out=lo).bitwise_left_shift_(16).add_(hi).bitwise_and_(MASK32)
+    hi.bitwise_right_shift_(16).add_(tmp).bitwise_right_shift_(16)
 
 
 def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = ROUNDS):
     """Philox4x32-`rounds` of a counter (c0, c1, c2, c3) under the key (k0, k1).
 
-    The two multiplied words (c0, c2) are stacked, so a round is ~15 elementwise ops.
+    The two multiplied words (c0, c2) are stacked, so a round is ~15 elementwise ops, all into
+    five buffers allocated once.
 
     Args:
         c0..c3: int64 tensors (broadcastable to one shape, on one device) or ints, each holding a
@@ -85,14 +86,16 @@ def philox4x32(c0, c1, c2, c3, k0: int, k1: int, rounds: int = ROUNDS):
     k0, k1 = int(k0) & MASK32, int(k1) & MASK32
     words = [c for c in (c0, c1, c2, c3) if isinstance(c, Tensor)]
     device = words[0].device if words else torch.device("cpu")
-    shape = torch.broadcast_shapes(*(c.shape for c in words))
+    # (torch.broadcast_shapes would import for ~1 s on its first call)
+    shape = torch.broadcast_tensors(*words)[0].shape if words else torch.Size()
     a = torch.stack([torch.as_tensor(c, device=device).expand(shape) for c in (c0, c2)])
     m = _multipliers(device).view(2, *[1] * len(shape))
+    hi, tmp, lo, lo_next = (torch.empty_like(a) for _ in range(4))
     for r in range(rounds):
-        hi, lo = _mulhilo(m, a)  # [2, *shape]: M0·c0 and M1·c2
-        a = torch.empty_like(a)
+        _mulhilo(m, a, hi, lo_next, tmp)  # [2, *shape]: M0·c0 and M1·c2
         torch.bitwise_xor(hi[1], c1, out=a[0]).bitwise_xor_(k0)  # c0 ← hi(M1·c2) ⊕ c1 ⊕ k0
         torch.bitwise_xor(hi[0], c3, out=a[1]).bitwise_xor_(k1)  # c2 ← hi(M0·c0) ⊕ c3 ⊕ k1
+        lo, lo_next = lo_next, lo
         c1, c3 = lo[1], lo[0]  # c1 ← lo(M1·c2), c3 ← lo(M0·c0)
         if r < rounds - 1:
             k0, k1 = (k0 + W0) & MASK32, (k1 + W1) & MASK32
