@@ -97,6 +97,7 @@ plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make 
 TCMALLOC := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
 BENCH_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) OMP_NUM_THREADS=1 CARTOONIST_BENCH_DIR=$(OUT)/bench
 BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost memory
+BENCHES += noise_cost
 
 bench-deps: $(STAMP)
 	@# k-diffusion's own log_likelihood is the Q4 baseline; --no-deps keeps torchvision (and a

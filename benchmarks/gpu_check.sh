@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one run (`make gpu-check`, or by hand on a CUDA machine):
 #   1. tests/gpu: every estimator on CUDA reproduces the CPU's numbers; train/evaluate with trainer=gpu;
-#   2. Q1 (tracking overhead) and Q2 (sampler overhead) at GPU sizes → <bench dir>/*_cuda.json.
+#   2. Q1 (tracking overhead) and Q2 (sampler overhead) at GPU sizes → <bench dir>/*_cuda.json;
+#   3. Q7 (keyed Philox noise vs torch.randn on the GPU) → <bench dir>/noise_cost_cuda.json.
 # Every step runs even if an earlier one fails; the exit status is that of the first failure.
 set -uo pipefail
 PY=${PY:-python3}
@@ -13,4 +14,9 @@ step "$PY" -c "import torch, lightning; print('torch', torch.__version__, 'light
 step "$PY" -m pytest -q -p no:cacheprovider tests/gpu
 step "$PY" -m benchmarks.tracking_overhead --device cuda
 step "$PY" -m benchmarks.sampler_overhead --device cuda
+if "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+  step "$PY" -m benchmarks.noise_cost --device cuda
+else
+  echo "== skipped (no CUDA device): benchmarks.noise_cost --device cuda"
+fi
 exit $status

@@ -1,6 +1,7 @@
 """CUDA: every estimator gives the CPU's numbers on the GPU; the pipeline runs with trainer=gpu.
 
-Per-sample noise is drawn on the CPU and moved (convention C5), so in float64 a CUDA run must
+Per-sample noise is keyed Philox drawn on the device (convention C5; bitwise the CPU's words, the
+same normals to the last ulps, tests/gpu/test_philox_cuda.py), so in float64 a CUDA run must
 reproduce the CPU run to round-off: any device mix-up (a tensor left on the CPU, a generator on the
 wrong device) fails here, not on a user's GPU. float32 networks are compared with a looser
 tolerance: cuDNN picks other convolution algorithms (and TF32 where allowed).

@@ -1,26 +1,24 @@
 """Randomness keyed per sample (convention C5).
 
 All noise used for sample i — its initial draw, Brownian increments, Hutchinson probes, the λ
-points of a Monte Carlo ELBO — comes from a generator seeded by (seed, sample_id, stream). A
-sample's numbers are then the same whatever the batch it is computed in, the batch size or the
-number of processes.
-
-Generators draw in fixed-size blocks of steps (not per step), which makes per-sample streams ~50×
-cheaper on CPU; the block size is a constant of the stream, so results still do not depend on the
-batch. Draws are made on the CPU in float32, so they are also the same on every device. For a GPU
-run a block is filled by a thread pool and moved in one copy, and the next block is prepared in the
-background while the current one is used, which keeps the CPU off the sampler's critical path
-(benchmarks/sampler_overhead.py --device cuda).
+points of a Monte Carlo ELBO — is a function of (seed, sample_id, stream, step, element): the
+k-th draw (`step` k) of a stream, element e of the event, is Philox4x32-10 (`philox`) of the
+counter (⌊e/4⌋, k, sample_id) under a key mixed from (seed, stream). A sample's numbers are then
+the same whatever the batch it is computed in, its position there, the batch size, the number of
+processes or the device: they are computed where the state lives (no host-to-device copy), with
+integer ops that are identical on the CPU and CUDA (the normals' final log/cos/sin may differ in
+the last ulp between the two, see `philox`).
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
+import math
 from typing import Protocol, Sequence
 
 import torch
 from torch import Tensor
+
+from cartoonist.diffusion.philox import MASK32, philox_normal, philox_rademacher
 
 __all__ = [
     "Keys",
@@ -30,31 +28,13 @@ __all__ = [
     "as_noise",
     "check_noise",
     "next_stage",
-    "stream_seed",
+    "stream_key",
 ]
 
 _MASK64 = (1 << 64) - 1
+RUN_ELEMENTS = 1 << 16  # values per Philox call at least, for small draws (see SampleNoise._draw)
+MAX_RUN = 64  # steps per call at most
 _STREAMS = {"prior": 1, "brownian": 2, "probe": 3, "lambda": 4, "data": 5, "posterior": 6}
-
-
-_POOL: ThreadPoolExecutor | None = None
-_AHEAD: ThreadPoolExecutor | None = None
-
-
-def _pool() -> ThreadPoolExecutor:
-    """The shared pool that fills noise blocks for non-CPU devices (torch.randn frees the GIL)."""
-    global _POOL
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
-    return _POOL
-
-
-def _ahead() -> ThreadPoolExecutor:
-    """One background thread that prepares next blocks (it hands the filling to `_pool`)."""
-    global _AHEAD
-    if _AHEAD is None:
-        _AHEAD = ThreadPoolExecutor(max_workers=1)
-    return _AHEAD
 
 
 def _splitmix64(z: int) -> int:
@@ -64,15 +44,13 @@ def _splitmix64(z: int) -> int:
     return z ^ (z >> 31)
 
 
-def stream_seed(seed: int, sample_id: int, stream: str | int) -> int:
-    """A 63-bit generator seed mixed from (seed, sample_id, stream) with splitmix64."""
+def stream_key(seed: int, stream: str | int) -> tuple[int, int]:
+    """The 64-bit Philox key (k0, k1) of (seed, stream), mixed with splitmix64."""
     code = _STREAMS.get(stream, stream) if isinstance(stream, str) else int(stream)
     if isinstance(code, str):
         code = sum((i + 1) * ord(c) for i, c in enumerate(code)) + 1000
-    z = _splitmix64(int(seed) & _MASK64)
-    z = _splitmix64(z ^ (int(sample_id) & _MASK64))
-    z = _splitmix64(z ^ code)
-    return z >> 1
+    z = _splitmix64(_splitmix64(int(seed) & _MASK64) ^ (code & _MASK64))
+    return z & MASK32, z >> 32
 
 
 class NoiseSource(Protocol):
@@ -93,21 +71,18 @@ class NoiseSource(Protocol):
 
 
 class SampleNoise:
-    """Per-sample streams keyed by (seed, sample_id, stream); batch-size invariant.
+    """Per-sample streams keyed by (seed, sample_id, stream); batch invariant, drawn on `device`.
+
+    The k-th call (`normal` or `rademacher`, k = 0, 1, …) is step k of the stream: one
+    vectorised Philox evaluation of the whole [B, D] block on `device` (for small blocks, of the
+    next steps too, which are then sliced: the same numbers, fewer calls).
 
     Args:
         seed: base seed.
-        sample_ids: [B] integer ids (any order, need not be contiguous).
+        sample_ids: [B] integer ids (any order, need not be contiguous; taken modulo 2⁶⁴).
         stream: a name ("prior", "brownian", "probe", "lambda", ...) separating independent uses.
-        dtype, device: of the returned tensors.
-        block: number of draws generated per refill (a constant of the stream, not of the batch).
-        threads: fill each block with this many threads (default: 1 on the CPU, where the
-            sampler's own ops use the cores; up to 8 for other devices). The numbers do not
-            depend on it.
-        prefetch: prepare the next block in the background once half of the current one is
-            used (default: on for non-CPU devices). Only while a single event shape is drawn:
-            if another shape comes first, the generators are rewound and the draws stay in the
-            synchronous order, so the numbers do not depend on it either.
+        dtype, device: of the returned tensors. Box–Muller runs in float64, so a float32 draw is
+            the float64 draw rounded: one stream for every dtype.
     """
 
     def __init__(
@@ -117,72 +92,50 @@ class SampleNoise:
         stream: str = "brownian",
         dtype: torch.dtype = torch.float32,
         device=None,
-        block: int = 64,
-        threads: int | None = None,
-        prefetch: bool | None = None,
     ):
-        ids = sample_ids.tolist() if isinstance(sample_ids, Tensor) else list(sample_ids)
-        self.batch_size = len(ids)
-        self.dtype, self.device, self.block = dtype, device, block
-        on_cpu = device is None or torch.device(device).type == "cpu"
-        self.threads = threads if threads is not None else (1 if on_cpu else 8)
-        self.prefetch = (not on_cpu) if prefetch is None else prefetch
-        self._gens = [torch.Generator().manual_seed(stream_seed(seed, i, stream)) for i in ids]
-        self._buf: dict[tuple, tuple[Tensor, int]] = {}
-        self._next = None  # (key, Future of its next block, generator states before it)
-
-    def _refill(self, key: tuple) -> Tensor:
-        """Every stream's next `block` draws of shape `key`: [B, block, *key] on self.device."""
-        shape = (self.block, *key)
-        B = len(self._gens)
-        # Generated in float32 on the CPU, so the stream is the same for every dtype and device.
-        if self.threads <= 1 or B < 2:
-            buf = torch.stack([torch.randn(shape, generator=g) for g in self._gens]) if B else None
-            buf = torch.empty((0, *shape)) if buf is None else buf
+        self.dtype, self.device = dtype, torch.device("cpu") if device is None else device
+        self._key, self._step = stream_key(seed, stream), 0
+        if isinstance(sample_ids, range) and sample_ids.step == 1 and 0 <= sample_ids.start:
+            lo = torch.arange(sample_ids.start, sample_ids.stop, device=self.device)
+            ids = torch.stack([lo & MASK32, lo >> 32], 1)  # made on the device: no copy
         else:
-            buf = torch.empty((B, *shape))
-            chunks = [range(i, B, self.threads) for i in range(min(self.threads, B))]
+            ids = sample_ids.tolist() if isinstance(sample_ids, Tensor) else list(sample_ids)
+            ids = [int(i) & _MASK64 for i in ids]  # one small copy of B ids, not of the noise
+            ids = torch.tensor([[i & MASK32, i >> 32] for i in ids], device=self.device)
+        self._ids = ids.to(torch.int64).reshape(-1, 2)  # [B, 2]: low, high 32 bits of each id
+        self.batch_size = self._ids.shape[0]
+        self._runs: dict[tuple, tuple[int, Tensor]] = {}  # (kind, shape) → (first step, run)
 
-            inference = buf.is_inference()  # made under inference_mode, which is per thread
+    def _draw(self, kind: str, event_shape: Sequence[int]) -> Tensor:
+        """Step k of the stream (k = calls so far), from a run of steps computed together.
 
-            def fill(rows):
-                with torch.inference_mode(inference):
-                    for i in rows:
-                        torch.randn(shape, generator=self._gens[i], out=buf[i])
-
-            for f in [_pool().submit(fill, rows) for rows in chunks]:
-                f.result()
-        # One copy per block; each step then takes a slice where the sampler runs.
-        return buf.to(dtype=self.dtype, device=self.device)
-
-    def _next_block(self, key: tuple) -> Tensor:
-        """The next block of `key`: the prefetched one if it is for `key`, else drawn now."""
-        if self._next is not None:
-            k, future, states = self._next
-            self._next = None
-            block = future.result()
-            if k == key:
-                return block
-            for g, state in zip(self._gens, states):  # another shape came first: rewind
-                g.set_state(state)
-        return self._refill(key)
+        A call costs ~250 small torch ops whatever its size, so for small [B, D] the next
+        `n_steps` steps of this shape are computed in one call (≈ RUN_ELEMENTS values) and
+        sliced. Every value is a function of (key, id, step, element) only, so this changes no
+        number: a run is a cache, and a step of another shape in between just leaves one unused.
+        """
+        shape = tuple(int(s) for s in event_shape)
+        step, numel = self._step, math.prod(shape)
+        self._step += 1
+        first, run = self._runs.get((kind, shape), (0, None))
+        if run is None or not first <= step < first + run.shape[1]:
+            n = max(1, min(MAX_RUN, RUN_ELEMENTS // max(1, self.batch_size * numel)))
+            n = min(n, MASK32 + 1 - step)
+            if kind == "normal":
+                run = philox_normal(self._key, self._ids, step, numel, self.dtype, n_steps=n)
+            else:
+                run = philox_rademacher(self._key, self._ids, step, numel, self.dtype, n_steps=n)
+            first = step
+            self._runs[(kind, shape)] = (first, run)
+        return run[:, step - first].reshape(self.batch_size, *shape)
 
     def normal(self, event_shape: Sequence[int]) -> Tensor:
         """A fresh standard normal draw [B, *event_shape]."""
-        key = tuple(int(s) for s in event_shape)
-        buf, pos = self._buf.get(key, (None, self.block))
-        if pos >= self.block:
-            buf, pos = self._next_block(key), 0
-        self._buf[key] = (buf, pos + 1)
-        if self.prefetch and pos == self.block // 2 and len(self._buf) == 1 and not self._next:
-            states = [g.get_state() for g in self._gens]
-            self._next = (key, _ahead().submit(self._refill, key), states)
-        return buf[:, pos]
+        return self._draw("normal", event_shape)
 
     def rademacher(self, event_shape: Sequence[int]) -> Tensor:
-        """A fresh ±1 draw [B, *event_shape] (the sign of a normal draw)."""
-        z = self.normal(event_shape)
-        return torch.where(z >= 0, 1.0, -1.0).to(z.dtype)
+        """A fresh ±1 draw [B, *event_shape] (top bits of the draw's Philox words)."""
+        return self._draw("rademacher", event_shape)
 
 
 class BatchNoise:
