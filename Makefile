@@ -96,8 +96,7 @@ plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make 
 # -- benchmarks (issue 5): ratios measured in one process; tcmalloc when installed -------------
 TCMALLOC := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
 BENCH_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) OMP_NUM_THREADS=1 CARTOONIST_BENCH_DIR=$(OUT)/bench
-BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost memory
-BENCHES += noise_cost
+BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost peer_sampler memory noise_cost
 
 bench-deps: $(STAMP)
 	@# k-diffusion's own log_likelihood is the Q4 baseline; --no-deps keeps torchvision (and a
@@ -108,10 +107,10 @@ bench-deps: $(STAMP)
 bench: bench-deps $(OUT)/train/fig4_digits_elbo/DONE ## Every benchmark incl. make test/demo/figures timings (~45 min) → outputs/bench/
 	@for b in $(BENCHES) end_to_end; do $(BENCH_ENV) $(PY) -m benchmarks.$$b || exit 1; done
 
-bench-quick: bench-deps ## The benchmarks at small sizes (< 2 min) → outputs/bench/
+bench-quick: bench-deps ## The benchmarks at small sizes (a few minutes on 2 cores) → outputs/bench/
 	@for b in $(BENCHES); do $(BENCH_ENV) $(PY) -m benchmarks.$$b --quick || exit 1; done
 
-gpu-check: $(STAMP) ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2 at GPU sizes (~3 min) → outputs/bench/*_cuda.json
+gpu-check: $(STAMP) bench-deps ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2/Q7 at GPU sizes (~3 min) → outputs/bench/*_cuda.json; skips without CUDA
 	CARTOONIST_BENCH_DIR=$(OUT)/bench PY=$(PY) bash benchmarks/gpu_check.sh
 
 test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)

@@ -144,26 +144,20 @@ def sample_sde(
     a_ss = 0.5 * co["g2"] * (co["f"] + 0.5 * co["dlog_g2"])  # of ‖s‖²
     a_xs = 0.5 * (co["f"] ** 2 + co["df"])  # of xᵀs
     a_0 = 0.5 * D * co["df"]  # constant
-    avg = [((c[:-1] + c[1:]) / 2).tolist() for c in (co["g2"], a_hh, a_ss, a_xs, a_0)]
+    mid = [(c[:-1] + c[1:]) / 2 for c in (co["g2"], a_hh, a_ss, a_xs, a_0)]
+    coef = _update_coefficients(grid, co, mid, D, x.device) if correct else None
     xs, rs = ([x], [r]) if record else (None, None)
     n = grid.numel() - 1
-    prev = None  # (k, s_k, n_k, ‖s_k‖², xᵀs_k) awaiting s_{k+1} for its correction
+    prev = None  # (s_k, n_k, [‖s_k‖², xᵀs_k]) awaiting s_{k+1} for its correction
     for k in step_range(n):
         h = float(grid[k + 1] - grid[k])
         f, g2 = f_all[k], g2_all[k]
         sc.where = f" at step {k} of {n}"
         s = sc(x, lam_batch(grid[k], x))
-        if correct:
-            ss_k, xs_k = _dot(s, s), _dot(x, s)
-            if prev is not None:  # correct step k−1 with s_k (no extra evaluation)
-                r = r - _correction(prev, s, ss_k, xs_k, avg, float(grid[k] - grid[k - 1]))
-                if record:
-                    rs[-1] = r
         eps = src.normal(event).to(x)
         noise_x = (g2 * h) ** 0.5 * eps
         if correct:
-            r = r + ((-D * f * h) + 0.5 * g2 * h * ss_k + _dot(s, noise_x))  # Thm 1, same ε
-            prev = (k, s, noise_x, ss_k, xs_k)
+            r, prev = _corrected_update(r, s, x, noise_x, prev, coef, k, rs if record else None)
         elif track_logp:  # Thm 1: ½g²h‖s‖² + sᵀn as one inner product sᵀ(½g²h s + n)
             r = r + (_dot(s, torch.add(noise_x, s, alpha=0.5 * g2 * h)) + (-D * f * h))
         x = x + (f * x + g2 * s) * h + noise_x
@@ -177,13 +171,67 @@ def sample_sde(
     return SampleResult(x=x, logp=r, nfe=sc.nfe, trajectory=traj)
 
 
-def _correction(prev, s1: Tensor, ss1: Tensor, xs1: Tensor, avg, h: float) -> Tensor:
-    """C_k of the module docstring: step k's expected O(h²) error, from s_k and s_{k+1}."""
-    k, s0, n0, ss0, xs0 = prev
-    g2, a_hh, a_ss, a_xs, a_0 = (c[k] for c in avg)
-    ds = s1 - s0
-    return (
-        0.25 * g2 * h * _dot(ds, ds)
-        + a_hh * h * _dot(ds, n0)
-        + h * h * (a_ss * 0.5 * (ss0 + ss1) + a_xs * 0.5 * (xs0 + xs1) + a_0)
-    )
+def _update_coefficients(grid: Tensor, co: dict, mid: list, D: int, device) -> dict:
+    """Per-step weights of the corrected update, so that a step is a few fused [B] operations.
+
+    With P_k = [‖s_k‖², xᵀs_k, s_kᵀn_k] and Q_k = [‖Δs‖², Δsᵀn_{k−1}] (Δs = s_k − s_{k−1}):
+    Theorem 1's increment is P_k · [½ g² h, 0, 1] − D f̃ h, and C_{k−1} (module docstring, on
+    the step h' = λ_k − λ_{k−1}) is Q_k · [¼ g² h', a_hh h'] + h'² (a_ss ½ (‖s_{k−1}‖² + ‖s_k‖²)
+    + a_xs ½ (xᵀs_{k−1} + xᵀs_k) + a_0), every coefficient averaged over that step's ends.
+
+    Returns:
+        dict of float64 tensors on `device`: thm1 [N, 3], const [N] (Theorem 1's constant),
+        corr_p [N, 2] (of P_k[:2] and P_{k−1}[:2]), corr_q [N, 2] (of Q_k), corr_0 [N] (all
+        for the correction of step k − 1; row 0 unused).
+    """
+    h = (grid[1:] - grid[:-1]).to(torch.float64)
+    g2, f = co["g2"][:-1], co["f"][:-1]
+    thm1 = torch.stack([0.5 * g2 * h, torch.zeros_like(h), torch.ones_like(h)], 1)
+    m_g2, m_hh, m_ss, m_xs, m_0 = mid
+    hp = torch.cat([h[:1], h[:-1]])  # h' = the previous step's size (row 0: unused)
+    shift = [torch.cat([c[:1], c[:-1]]) for c in (m_g2, m_hh, m_ss, m_xs, m_0)]
+    p_g2, p_hh, p_ss, p_xs, p_0 = shift
+    corr_p = torch.stack([0.5 * hp * hp * p_ss, 0.5 * hp * hp * p_xs], 1)
+    corr_q = torch.stack([0.25 * p_g2 * hp, p_hh * hp], 1)
+    out = {
+        "thm1": thm1,
+        "const": -D * f * h,
+        "corr_p": corr_p,
+        "corr_q": corr_q,
+        "corr_0": hp * hp * p_0,
+    }
+    return {k: v.to(device) for k, v in out.items()}
+
+
+def _corrected_update(r, s, x, noise_x, prev, coef, k: int, rs):
+    """One step of the corrected scheme: C_{k−1} (needs s_k) and Theorem 1's increment.
+
+    Five inner products (two stacked [B, m] results, cast once) and three fused
+    multiply-adds (addmv): ~16 kernels a step instead of ~26. Same numbers as the term-by-term
+    formula up to float rounding.
+    """
+    P = _dots(s, (s, x, noise_x))  # [B, 3]: ‖s_k‖², xᵀs_k, s_kᵀn_k
+    if prev is not None:  # correct step k−1 with s_k (no extra evaluation)
+        s0, n0, p0 = prev
+        ds = s - s0
+        Q = _dots(ds, (ds, n0))  # [B, 2]: ‖Δs‖², Δsᵀn_{k−1}
+        cp = coef["corr_p"][k]
+        corr = torch.addmv(coef["corr_0"][k], Q, coef["corr_q"][k])
+        corr = torch.addmv(corr, P[:, :2] + p0, cp)
+        r = r - corr
+        if rs is not None:
+            rs[-1] = r
+    r = torch.addmv(r + coef["const"][k], P, coef["thm1"][k])  # Thm 1, same ε
+    return r, (s, noise_x, P[:, :2])
+
+
+def _dots(a: Tensor, bs: tuple) -> Tensor:
+    """[B, len(bs)] float64 inner products aᵀb per sample, cast to float64 once.
+
+    One `vecdot` per pair (each a fused multiply-reduce); a broadcast [B, m, D] reduction was
+    measured 3–5× slower on the CPU.
+    """
+    B = a.shape[0]
+    a = a.reshape(B, -1)
+    dots = [torch.linalg.vecdot(a, b.reshape(B, -1)) for b in bs]
+    return torch.stack(dots, 1).to(torch.float64)

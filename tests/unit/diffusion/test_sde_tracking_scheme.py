@@ -187,3 +187,40 @@ def test_corrected_scheme_runs_without_autograd(gmm2d, vp8, ctx):
     with ctx():
         res = c.sample_sde(gmm2d, vp8, x, 8)
     assert torch.isfinite(res.logp).all()
+
+
+@pytest.mark.parametrize("sched", ["vp", "edm"])
+def test_fused_corrected_update_equals_the_term_by_term_formula(gmm2d, sched):
+    """The batched inner products and per-step weights give the docstring's r to float rounding:
+    r is recomputed here from the recorded path, one term of Theorem 1 and C_k at a time."""
+    sch = {"vp": c.VP(-8.0, 8.0), "edm": c.EDM.from_sigmas(0.002, 80.0)}[sched]
+    gmm = gmm2d.with_schedule(sch)
+    x = gmm.sample_noised(6, sch.lambda_min, gen(3))
+    res = c.sample_sde(gmm, sch, x, 12, noise=gen(4), record=True)
+    grid, xs = res.trajectory.lam, res.trajectory.x
+    co = schedule_derivatives(sch, grid)
+    f, g2, df, dlg = co["f"], co["g2"], co["df"], co["dlog_g2"]
+    mean = lambda v, k: float(v[k] + v[k + 1]) / 2  # noqa: E731 - a coefficient over step k
+    a_hh, a_ss = 0.5 * (f + 0.5 * dlg), 0.5 * g2 * (f + 0.5 * dlg)
+    a_xs, a_0 = 0.5 * (f**2 + df), 0.5 * 2 * df
+    r = sch.prior_log_prob(x).to(torch.float64)
+    dot = lambda a, b: (a * b).sum(1)  # noqa: E731
+    prev = None
+    for k in range(grid.numel() - 1):
+        h = float(grid[k + 1] - grid[k])
+        s = gmm.score(xs[k], torch.full((6,), float(grid[k]), dtype=torch.float64))
+        n = xs[k + 1] - xs[k] - (f[k] * xs[k] + g2[k] * s) * h  # the Brownian increment used
+        if prev is not None:
+            s0, n0, x0, hp = prev
+            ds, j = s - s0, k - 1
+            r = r - (
+                0.25 * mean(g2, j) * hp * dot(ds, ds)
+                + mean(a_hh, j) * hp * dot(ds, n0)
+                + hp * hp * mean(a_ss, j) * 0.5 * (dot(s0, s0) + dot(s, s))
+                + hp * hp * mean(a_xs, j) * 0.5 * (dot(x0, s0) + dot(xs[k], s))
+                + hp * hp * mean(a_0, j)
+            )
+            assert torch.allclose(res.trajectory.logp[k], r, rtol=0, atol=1e-9)
+        r = r + (-2 * f[k] * h + 0.5 * g2[k] * h * dot(s, s) + dot(s, n))
+        prev = (s, n, xs[k], h)
+    assert torch.allclose(res.logp, r, rtol=0, atol=1e-9), (res.logp - r).abs().max()
