@@ -21,6 +21,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
 from cartoonist.diffusion import Keys, Schedule, sample_sde
+from cartoonist.diffusion.guidance import sample_guided
 from cartoonist.diffusion.integrators import show_progress
 
 __all__ = ["SampleJob", "EvaluateJob"]
@@ -114,8 +115,10 @@ class SampleJob(_IdJob):
     """`sample`: {x, nfe, wall_s, logp_tracked?, logp_exact?, logp_<likelihood>?} per sample.
 
     A latent model's samples x are latents, with their decoded 8-bit `images`. A guided model
-    (guidance_scale w ≠ 1) gives the sampler the guided score and the likelihood estimator the
-    conditional one (`conditional_of`): its tracked r is not a log-density and is not returned.
+    (guidance_scale w ≠ 1) is sampled on the guided field with `sample_guided`: "tracked" is then
+    log p(x | c) of the conditional model by the Lemma (ODE/HD samplers with track_logp), or
+    absent (a guided sampler's own r is not a log-density); the likelihood estimator scores the
+    conditional model (`conditional_of`).
 
     Args:
         sampler: (score, schedule, x, noise=Keys(seed, ids)) -> SampleResult.
@@ -146,12 +149,23 @@ class SampleJob(_IdJob):
         density = self._density_score_of(ids, score)
         x_init = self._prior(keys)
         with torch.enable_grad(), _clock(_name(self.sampler), wall):
-            res = self.sampler(score, self.schedule, x_init, noise=keys)
+            if self._guided():  # log p(x | c) by the Lemma along the guided ODE, or none
+                uncond = self.score.unconditional_of(ids.tolist())
+                res, _ = sample_guided(
+                    self.sampler,
+                    density,
+                    uncond,
+                    self.score.guidance_scale,
+                    self.schedule,
+                    x_init,
+                    keys,
+                )
+            else:
+                res = self.sampler(score, self.schedule, x_init, noise=keys)
         out = {"x": res.x.float()}
         out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[0])
-        if res.logp is not None and not self._guided():
+        if res.logp is not None:
             out["logp_tracked"] = res.logp.double()
-        # A guided sampler's tracked r is the log-density of nothing (conditional_adapters).
         images = self._images(res.x)
         if images is not None:
             out["images"] = images

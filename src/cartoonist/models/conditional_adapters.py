@@ -35,7 +35,8 @@ is not the log-density of anything and is never reported as one. What is reporte
 log p(z | c) of the conditional model (w = 1), the model whose score s_c is:
 
 * w = 1: tracked for free by the samplers (Theorem 1 / the Lemma), as for any model;
-* any w, ODE/HD samplers: the Lemma along the guided ODE (`cartoonist.diffusion.any_ode`),
+* any w, ODE/HD samplers with track_logp: the Lemma along the guided ODE
+  (`cartoonist.diffusion.guidance`, on `cartoonist.diffusion.any_ode`),
   with the velocity the guided drift w_η = f̃ z + (η/2) σ² s_w and the density that of s_c:
 
       d log p_λ(z_λ | c)/dλ = −D f̃ − ½ σ² Δ_z log p_λ(z | c) + (w_η − f̃ z − ½ σ² s_c)ᵀ s_c,
@@ -92,7 +93,7 @@ class LatentCodec(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
-        """Latents z = c · mean of q(z | x), deterministic, [B, 4, H/8, W/8] in the images' dtype."""
+        """Latents z = c · mean of q(z | x) (deterministic), [B, 4, H/8, W/8], images' dtype."""
         out = self.vae.encode(images.to(self._dtype(images)))
         dist = getattr(out, "latent_dist", out)
         mean = getattr(dist, "mean", dist)
@@ -142,6 +143,8 @@ class _Bound:
                 f"the score is bound to {self.emb.shape[0]} samples, got a batch of {z.shape[0]}"
             )
         t = m.network_time(lam)
+        if self.guidance == 0.0:  # the unconditional model
+            return m.unet(z, t, m.negative_embeds.expand(z.shape[0], -1, -1))
         out_c = m.unet(z, t, self.emb)
         if self.guidance == 1.0:
             return out_c
@@ -243,6 +246,10 @@ class TextLatentScore(ScoreModule):
     def conditional_of(self, sample_ids: Sequence[int]) -> Callable:
         """The conditional model's score s_c (w = 1): the density every log p is of."""
         return self.for_samples(sample_ids, guidance=1.0)
+
+    def unconditional_of(self, sample_ids: Sequence[int]) -> Callable:
+        """The unconditional score s_u (the negative prompt's; w = 0) of the samples."""
+        return self.for_samples(sample_ids, guidance=0.0)
 
     def condition_of(self, sample_ids: Sequence[int]) -> list[str]:
         """Each sample's condition (its prompt), human-readable."""
