@@ -58,13 +58,16 @@ def _start(n=64, seed=0):
 
 @pytest.mark.parametrize("w", [0.0, 3.0])
 def test_lemma_along_the_guided_pf_ode_is_the_conditional_density(w):
-    """Guided PF-ODE paths (w ≠ 1 leave the conditional flow) carry log p(x | c) exactly."""
+    """Guided PF-ODE paths (w ≠ 1 leave the conditional flow) carry log p(x | c): the error
+    is the integrator's, shrinking with the step."""
     x, lp0 = _start()
-    res = guided_sample_ode(
-        s_c, s_u, SCHED, x, 100, guidance=w, logp_init=lp0, method="heun", divergence="exact"
-    )
-    err = (res.logp - log_p_c(res.x, SCHED.lambda_max)).abs().max()
-    assert float(err) < 1e-3, float(err)
+    errs = []
+    for steps in (50, 100):
+        res = guided_sample_ode(
+            s_c, s_u, SCHED, x, steps, guidance=w, logp_init=lp0, method="heun", divergence="exact"
+        )
+        errs.append(float((res.logp - log_p_c(res.x, SCHED.lambda_max)).abs().max()))
+    assert errs[1] < 2e-3 and errs[0] / errs[1] > 2.0, errs  # discretisation error only
     plain = sample_ode(s_c, SCHED, x, 100, method="heun", divergence="exact", logp_init=lp0)
     assert float((res.x - plain.x).abs().max()) > 1e-2  # the guided path is another path
 
