@@ -21,6 +21,7 @@ from lightning.fabric.utilities.rank_zero import rank_zero_only
 from torch import Tensor, nn
 
 from cartoonist.diffusion import Keys, Schedule, sample_sde
+from cartoonist.diffusion.guidance import sample_guided
 from cartoonist.diffusion.integrators import show_progress
 
 __all__ = ["SampleJob", "EvaluateJob"]
@@ -75,9 +76,29 @@ class _IdJob(L.LightningModule):
         )
 
     def _score_of(self, ids: Tensor):
-        """The score bound to the batch's sample ids (a conditional model's per-sample condition)."""
+        """The score bound to the batch's sample ids (a conditional model's conditions)."""
         bind = getattr(self.score, "for_samples", None)
         return bind(ids.tolist()) if bind is not None else self.score
+
+    def _density_score_of(self, ids: Tensor, sampler_score):
+        """The score whose density the estimators report.
+
+        A guided model's conditional (w = 1) score `conditional_of(ids)`; else the sampler's own.
+        """
+        cond = getattr(self.score, "conditional_of", None)
+        return cond(ids.tolist()) if cond is not None else sampler_score
+
+    def _guided(self) -> bool:
+        """True when the sampler follows a guided score (w ≠ 1): it has no marginal density."""
+        return float(getattr(self.score, "guidance_scale", 1.0)) != 1.0
+
+    def _images(self, x: Tensor) -> Tensor | None:
+        """8-bit images [B, C, H, W] of a latent model's points (its VAE decoder), else None."""
+        if getattr(self.score, "space", "pixel") != "latent":
+            return None
+        with torch.no_grad():
+            img = self.score.decode(x.to(self._where()))
+        return ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
     @staticmethod
     def _per_sample(n: int, nfe: int, wall: float) -> tuple[Tensor, Tensor]:
@@ -92,6 +113,12 @@ class _IdJob(L.LightningModule):
 
 class SampleJob(_IdJob):
     """`sample`: {x, nfe, wall_s, logp_tracked?, logp_exact?, logp_<likelihood>?} per sample.
+
+    A latent model's samples x are latents, with their decoded 8-bit `images`. A guided model
+    (guidance_scale w ≠ 1) is sampled on the guided field with `sample_guided`: "tracked" is then
+    log p(x | c) of the conditional model by the Lemma (ODE/HD samplers with track_logp), or
+    absent (a guided sampler's own r is not a log-density); the likelihood estimator scores the
+    conditional model (`conditional_of`).
 
     Args:
         sampler: (score, schedule, x, noise=Keys(seed, ids)) -> SampleResult.
@@ -119,19 +146,35 @@ class SampleJob(_IdJob):
         (ids,) = batch
         keys, n, wall = Keys(self.seed, ids.tolist()), ids.numel(), []
         score = self._score_of(ids)
+        density = self._density_score_of(ids, score)
         x_init = self._prior(keys)
         with torch.enable_grad(), _clock(_name(self.sampler), wall):
-            res = self.sampler(score, self.schedule, x_init, noise=keys)
+            if self._guided():  # log p(x | c) by the Lemma along the guided ODE, or none
+                uncond = self.score.unconditional_of(ids.tolist())
+                res, _ = sample_guided(
+                    self.sampler,
+                    density,
+                    uncond,
+                    self.score.guidance_scale,
+                    self.schedule,
+                    x_init,
+                    keys,
+                )
+            else:
+                res = self.sampler(score, self.schedule, x_init, noise=keys)
         out = {"x": res.x.float()}
         out["nfe"], out["wall_s"] = self._per_sample(n, res.nfe, wall[0])
         if res.logp is not None:
             out["logp_tracked"] = res.logp.double()
+        images = self._images(res.x)
+        if images is not None:
+            out["images"] = images
         if self.oracle is not None:
             out["logp_exact"] = self.oracle.log_prob(res.x, self.schedule.lambda_max)
         if self.likelihood is not None:
             name, estimator = self.likelihood
             with torch.enable_grad(), _clock(_name(estimator), wall):
-                lik = estimator(score, self.schedule, res.x, noise=keys)
+                lik = estimator(density, self.schedule, res.x, noise=keys)
             out[f"logp_{name}"] = lik.logp.double()
             out[f"nfe_{name}"], out[f"wall_s_{name}"] = self._per_sample(n, lik.nfe, wall[1])
         return self._cpu(out, ids)
@@ -172,7 +215,7 @@ class EvaluateJob(_IdJob):
         """Generate or load the points, then score them with the estimator."""
         (ids,) = batch
         keys, n, wall, out = Keys(self.seed, ids.tolist()), ids.numel(), [], {}
-        score = self._score_of(ids)
+        score = self._density_score_of(ids, self._score_of(ids))
         if self.data is None:
             x_init = self._prior(keys)
             with torch.enable_grad(), _clock("sample_sde", wall):
@@ -187,6 +230,9 @@ class EvaluateJob(_IdJob):
             x, out["logp_sde_tracking"] = gen.x, gen.logp
         else:
             x = self.data[ids].to(dtype=self.dtype_).to(self._where())
+            if getattr(self.score, "space", "pixel") == "latent":  # images → z (posterior mean)
+                out["images"] = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                x = self.score.encode(x)
         if self.estimator is not None:
             with torch.enable_grad(), _clock(_name(self.estimator), wall):
                 res = self.estimator(score, self.schedule, x, noise=keys)
@@ -199,4 +245,6 @@ class EvaluateJob(_IdJob):
                 x.double().cpu(), self.schedule.lambda_max
             )
         out["x"] = x.float()
+        if "images" not in out and (images := self._images(x)) is not None:
+            out["images"] = images
         return self._cpu(out, ids)

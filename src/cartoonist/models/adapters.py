@@ -80,6 +80,18 @@ class ScoreModule(nn.Module):
             )
         return self._score(x, _lam(lam, x))
 
+    # The space the score lives in: "pixel" (model space is the images') or "latent" (a VAE's
+    # latent z; `decode` / `encode` map to and from images in [−1, 1]). Identity for pixels.
+    space = "pixel"
+
+    def decode(self, x: Tensor) -> Tensor:
+        """Images [B, C, H, W] in [−1, 1] of model-space points (the identity for pixel models)."""
+        return x
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Model-space points of images in [−1, 1] (the identity for pixel models)."""
+        return images
+
     def for_samples(self, sample_ids: Sequence[int]) -> Callable[[Tensor, Tensor], Tensor]:
         """The score function of the samples `sample_ids` [B] of one batch.
 

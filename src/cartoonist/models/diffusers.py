@@ -59,6 +59,7 @@ class DiffusersModel(PretrainedModel):
     attention: str = "math"
     data_range: Any = None
     event_shape: Any = None
+    prompt: Any = None  # refused: a UNet2DModel takes no text (model=stable_diffusion does)
 
     def _dirs(self) -> tuple[Path, Path]:
         root = Path(str(self.path)).expanduser()
@@ -87,7 +88,8 @@ class DiffusersModel(PretrainedModel):
         if unet.get("_class_name", "UNet2DModel") != "UNet2DModel":
             raise ConfigError(
                 f"model.path holds a {unet['_class_name']}; model=diffusers takes a UNet2DModel "
-                f"(pixel-space, unconditional or class-conditional): {self.path}"
+                f"(pixel-space, unconditional or class-conditional; a Stable Diffusion folder is "
+                f"model=stable_diffusion): {self.path}"
             )
         weights = [unet_dir / w for w in _WEIGHTS if (unet_dir / w).is_file()]
         if not weights:
@@ -100,6 +102,11 @@ class DiffusersModel(PretrainedModel):
 
     def check(self) -> None:
         """Structural checks of the folder and the settings (no diffusers import)."""
+        if self.prompt not in (None, ""):
+            raise ConfigError(
+                "model.prompt: model=diffusers (a UNet2DModel) is not text-conditional; a "
+                "Stable Diffusion folder is model=stable_diffusion"
+            )
         _, unet, sched = self._configs()
         if self.timestep not in ("interpolate", "nearest"):
             raise ConfigError(

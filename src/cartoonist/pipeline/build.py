@@ -48,9 +48,10 @@ def _check_pretrained_fits(cfg: DictConfig, dm, score) -> None:
     if thr is not None:
         check_threshold(sch, thr, "sampler.lambda_threshold", "the model's trained log-SNR range")
     data_shape = getattr(dm, "event_shape", None)
-    if cfg.get("source") == "dataset" and tuple(data_shape or ()) != score.event_shape:
+    takes = tuple(getattr(score, "image_shape", None) or score.event_shape)  # latent: images
+    if cfg.get("source") == "dataset" and tuple(data_shape or ()) != takes:
         raise ConfigError(
-            f"the dataset's examples have shape {data_shape}, the model takes {score.event_shape}"
+            f"the dataset's examples have shape {data_shape}, the model takes {takes}"
             f" (set dataset.source.size / channels to match)"
         )
 

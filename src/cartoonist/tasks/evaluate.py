@@ -65,6 +65,9 @@ def run(cfg: DictConfig) -> dict:
         merged = gather(trainer, r.out)
         if merged is None:
             return {}
-        res = write_results(r, merged, shape, logjac, {"likelihood": lik, "source": cfg.source})
+        extra = {"likelihood": lik, "source": cfg.source}
+        if cfg.source == "dataset" and getattr(score, "space", "pixel") == "latent":
+            extra["scored_as"] = "images encoded to z = scaling_factor · posterior mean of the VAE"
+        res = write_results(r, merged, shape, logjac, extra, score=score)
         print(f"[cartoonist] evaluate took {time.perf_counter() - t:.1f} s")
         return res

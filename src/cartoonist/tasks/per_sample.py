@@ -60,9 +60,17 @@ def gather(trainer, out: Path) -> dict | None:
     return merged
 
 
-def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict]:
-    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any."""
+def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float, score=None) -> list[dict]:
+    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any.
+
+    A model that says what its density is of (`score.density_of`, e.g. a latent model) adds a
+    `density_of` column, and a conditional one (`score.condition_of(ids)`) a `condition` column.
+    """
     rows = []
+    ids = merged["sample_id"].tolist()
+    density_of = getattr(score, "density_of", None)
+    condition_of = getattr(score, "condition_of", None)
+    conditions = condition_of(ids) if callable(condition_of) else None
     for key, val in merged.items():
         if not key.startswith("logp_"):
             continue
@@ -82,6 +90,10 @@ def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict
                     wall_s=float(wall[i]),
                 )
             )
+            if conditions is not None:
+                rows[-1]["condition"] = conditions[i]
+            if isinstance(density_of, str):
+                rows[-1]["density_of"] = density_of
     return rows
 
 
@@ -97,18 +109,39 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def write_results(
-    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None
+    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None, score=None
 ) -> dict:
-    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE."""
+    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE.
+
+    For a latent model (`score.space == "latent"`) samples.pt holds the latents `x` and the
+    decoded 8-bit `images` [N, 3, H, W]; grid.png shows the images; summary.json's `density_of`
+    says that every log p is of the latent (bits/dim are then per latent dimension).
+    """
     cfg, out, task = run.cfg, run.out, run.task
     dim = int(merged["x"][0].numel())
-    rows = rows_of(merged, cfg.seed, dim, log_jacobian)
+    rows = rows_of(merged, cfg.seed, dim, log_jacobian, score)
     write_per_sample_csv(out / "per_sample.csv", rows)
     buf = io.BytesIO()
-    torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
+    saved = {"x": merged["x"], "sample_id": merged["sample_id"]}
+    if "images" in merged:
+        saved["images"] = merged["images"]
+    torch.save(saved, buf)
     atomic_write(out / "samples.pt", buf.getvalue())
-    save_figure(sample_figure(merged["x"], tuple(shape)), out / "grid", ("png",), 120)
+    if "images" in merged:  # a latent model: show the decoded images, not the latents
+        images = merged["images"].float() / 127.5 - 1.0
+        save_figure(sample_figure(images, tuple(images.shape[1:])), out / "grid", ("png",), 120)
+    else:
+        save_figure(sample_figure(merged["x"], tuple(shape)), out / "grid", ("png",), 120)
     summary = summarise(rows)
+    if isinstance(getattr(score, "density_of", None), str):
+        summary["density_of"] = score.density_of
+        summary["bpd_unit"] = "bits per latent dimension"
+        if float(getattr(score, "guidance_scale", 1.0)) != 1.0:
+            summary["guidance"] = (
+                f"sampled with classifier-free guidance w = {score.guidance_scale:g}; every log p "
+                f"is log p(z | c) of the conditional model (w = 1); the guided sampler's tracked "
+                f"r is not a log-density and is not reported"
+            )
     summary.update(
         n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())
     )
