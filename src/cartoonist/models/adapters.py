@@ -22,7 +22,7 @@ as modules or plain callables; nothing here imports diffusers.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -30,11 +30,13 @@ from torch import Tensor, nn
 from cartoonist.diffusion.schedules import Schedule
 from cartoonist.diffusion.score import lam_batch, score_from_eps, score_from_x0
 
+if TYPE_CHECKING:
+    from cartoonist.models.class_labels import ClassLabels
+
 __all__ = [
     "ScoreModule",
     "NetScore",
     "EDMScore",
-    "class_label_tensor",
 ]
 
 
@@ -72,13 +74,35 @@ class ScoreModule(nn.Module):
         self.log_jacobian = float(log_jacobian)
         self._score: Callable[[Tensor, Tensor], Tensor] | None = None
 
-    def forward(self, x: Tensor, lam) -> Tensor:
-        """Score ∇_x log p_λ(x), [B, *event_shape] in x's dtype."""
+    # -- conditions (class labels) --------------------------------------------------------------
+    class_labels: "ClassLabels | None" = None  # set by a class-conditional adapter
+
+    def _conditioned(self, labels: Tensor | None) -> Callable[[Tensor, Tensor], Tensor]:
+        """The score function given the batch's labels [B, ...] (None: unconditional)."""
+        return self._score
+
+    def _check_shape(self, x: Tensor) -> None:
         if tuple(x.shape[1:]) != self.event_shape:
             raise ValueError(
                 f"the model takes examples of shape {self.event_shape}, got {tuple(x.shape[1:])}"
             )
-        return self._score(x, _lam(lam, x))
+
+    def _labels(self, sample_ids: Sequence[int], x: Tensor) -> Tensor | None:
+        if self.class_labels is None:
+            return None
+        if len(sample_ids) != x.shape[0]:
+            raise ValueError(f"{len(sample_ids)} sample ids for a batch of {x.shape[0]}")
+        return self.class_labels.of(sample_ids).to(x.device)
+
+    def forward(self, x: Tensor, lam) -> Tensor:
+        """Score ∇_x log p_λ(x), [B, *event_shape] in x's dtype.
+
+        A class-conditional model called directly (not through `for_samples`) takes the
+        samples' positions 0..B−1 as their ids.
+        """
+        self._check_shape(x)
+        labels = self._labels(range(x.shape[0]), x)
+        return self._conditioned(labels)(x, _lam(lam, x))
 
     # The space the score lives in: "pixel" (model space is the images') or "latent" (a VAE's
     # latent z; `decode` / `encode` map to and from images in [−1, 1]). Identity for pixels.
@@ -99,7 +123,33 @@ class ScoreModule(nn.Module):
         (a class label, a prompt embedding), looked up by sample id, so a sample's numbers do not
         depend on which batch or process it is in — as with its noise (`Keys(seed, ids)`).
         """
-        return self
+        if self.class_labels is None:
+            return self
+        return _BoundScore(self, [int(i) for i in sample_ids])
+
+    def condition_of(self, sample_ids: Sequence[int]) -> list[str] | None:
+        """Each sample's condition as a string for per_sample.csv, e.g. "class=3".
+
+        None for an unconditional model.
+        """
+        if self.class_labels is None:
+            return None
+        return self.class_labels.describe(sample_ids)
+
+
+class _BoundScore:
+    """A conditional score module with the conditions of one batch's sample ids bound."""
+
+    def __init__(self, module: ScoreModule, sample_ids: list[int]):
+        self.module, self.sample_ids = module, sample_ids
+        self.schedule, self.event_shape = module.schedule, module.event_shape
+        self.log_jacobian = module.log_jacobian
+
+    def __call__(self, x: Tensor, lam) -> Tensor:
+        """Score of the bound samples, x [B, *event_shape] with B = len(sample_ids)."""
+        m = self.module
+        m._check_shape(x)
+        return m._conditioned(m._labels(self.sample_ids, x))(x, _lam(lam, x))
 
 
 class NetScore(ScoreModule):
@@ -137,7 +187,8 @@ class EDMScore(ScoreModule):
             called as D(y, σ) when there are no labels.
         schedule: VP (α² = sigmoid λ) or VE/EDM (α = 1), on λ ∈ [−2 log σ_max, −2 log σ_min].
         event_shape, log_jacobian: see `ScoreModule`.
-        class_labels: [1, ...] labels (one-hot rows or integers), broadcast to the batch.
+        class_labels: per-sample labels (`cartoonist.models.class_labels.ClassLabels`, one-hot
+            rows or label vectors for a network with `label_dim`), or None.
     """
 
     def __init__(
@@ -146,51 +197,22 @@ class EDMScore(ScoreModule):
         schedule: Schedule,
         event_shape,
         log_jacobian: float,
-        class_labels: Tensor | None = None,
+        class_labels: "ClassLabels | None" = None,
     ):
         super().__init__(schedule, event_shape, log_jacobian)
         self.denoiser = denoiser
-        self.register_buffer("labels", class_labels, persistent=False)
-        self._score = score_from_x0(self.denoised, schedule)
+        self.class_labels = class_labels
+        self._score = self._conditioned(None)
 
-    def denoised(self, x: Tensor, lam: Tensor) -> Tensor:
-        """x̂_0 = D(x/α_λ, e^{−λ/2}), [B, *event_shape] in x's dtype."""
+    def _conditioned(self, labels: Tensor | None) -> Callable[[Tensor, Tensor], Tensor]:
+        return score_from_x0(lambda x, lam: self.denoised(x, lam, labels), self.schedule)
+
+    def denoised(self, x: Tensor, lam: Tensor, labels: Tensor | None = None) -> Tensor:
+        """x̂_0 = D(x/α_λ, e^{−λ/2}[, labels [B, ...]]), [B, *event_shape] in x's dtype."""
         a = _bc(self.schedule.alpha(lam), x)
         sigma = torch.exp(-0.5 * lam).to(x.dtype)
-        if self.labels is None:
+        if labels is None:
             out = self.denoiser(x / a, sigma)
         else:
-            out = self.denoiser(
-                x / a, sigma, self.labels.expand(x.shape[0], *self.labels.shape[1:])
-            )
+            out = self.denoiser(x / a, sigma, labels)
         return out.to(x.dtype)
-
-
-def class_label_tensor(class_labels, label_dim: int | None) -> Tensor | None:
-    """Labels from config as a [1, ...] tensor broadcast over the batch, or None.
-
-    Args:
-        class_labels: None, an int (one class for every sample) or a list of floats (one label
-            vector, e.g. soft labels, for every sample).
-        label_dim: the network's number of classes when it takes one-hot rows (EDM's `label_dim`),
-            None when it takes integer class indices (diffusers' `num_class_embeds`).
-
-    Returns:
-        [1] long (integer labels), [1, label_dim] float (one-hot or the given vector), or None.
-    """
-    if class_labels is None:
-        return None
-    if isinstance(class_labels, bool):
-        raise ValueError(f"class_labels must be an int or a list of numbers, got {class_labels!r}")
-    if isinstance(class_labels, int):
-        if label_dim is None:
-            return torch.tensor([class_labels], dtype=torch.long)
-        if not 0 <= class_labels < label_dim:
-            raise ValueError(f"class_labels={class_labels} is outside 0..{label_dim - 1}")
-        return nn.functional.one_hot(torch.tensor([class_labels]), label_dim).float()
-    if label_dim is None:
-        raise ValueError("this model takes integer class labels: give model.class_labels=<int>")
-    vec = torch.as_tensor([float(v) for v in class_labels]).reshape(1, -1)
-    if vec.shape[1] != label_dim:
-        raise ValueError(f"class_labels has {vec.shape[1]} entries, the model takes {label_dim}")
-    return vec

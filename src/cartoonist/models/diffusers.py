@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cartoonist.errors import ConfigError
-from cartoonist.models.adapters import ScoreModule, class_label_tensor
+from cartoonist.models.adapters import ScoreModule
+from cartoonist.models.class_labels import ClassLabels
 from cartoonist.models.diffusers_adapters import DiscreteUNetScore, SigmaUNetScore
 from cartoonist.models.pretrained import (
     PretrainedModel,
@@ -44,7 +45,10 @@ class DiffusersModel(PretrainedModel):
         path: the folder.
         timestep: "interpolate" (fractional timestep between trained steps; see
             `cartoonist.models.diffusers_adapters.DiscreteTimeMap`) or "nearest".
-        class_labels: class index for a class-conditional UNet (every sample), else None.
+        class_labels: for a class-conditional UNet (`num_class_embeds`): an int (every sample),
+            a list (sample i gets entry i mod its length), a .txt/.csv file of labels or
+            "cycle" (sample i gets class i mod num_class_embeds); see
+            `cartoonist.models.class_labels`. Range-checked in `check()`.
         attention: "math" (PyTorch's math attention kernel: needed for JVP-based estimators) or
             "default" (fused kernels: faster pure sampling, no PF-ODE likelihood).
         data_range: [lo, hi] of the network's data; None: [−1, 1] for discrete-time models, [0, 1]
@@ -55,7 +59,7 @@ class DiffusersModel(PretrainedModel):
     kind = "diffusers"  # the model= option, used in run names
     path: str
     timestep: str = "interpolate"
-    class_labels: int | None = None
+    class_labels: Any = None
     attention: str = "math"
     data_range: Any = None
     event_shape: Any = None
@@ -130,12 +134,13 @@ class DiffusersModel(PretrainedModel):
         if unet.get("num_class_embeds") and self.class_labels is None:
             raise ConfigError(
                 f"the UNet is class-conditional ({unet['num_class_embeds']} classes): set "
-                f"model.class_labels=<int>"
+                f"model.class_labels=<int>, a list, a file of labels or cycle"
             )
         if self.class_labels is not None and not (
             unet.get("num_class_embeds") or unet.get("class_embed_type")
         ):
             raise ConfigError("model.class_labels is set but the UNet is not class-conditional")
+        self._labels(unet)
         if self.data_range is not None and sched["_class_name"] not in _CONTINUOUS_SIGMA:
             lo, hi = self.data_range
             if (float(lo), float(hi)) != (-1.0, 1.0):
@@ -148,6 +153,12 @@ class DiffusersModel(PretrainedModel):
     def shape(self) -> tuple[int, ...]:
         """(C, H, W) of one sample, from the folder's UNet config (nothing loaded)."""
         return self._shape(self._configs()[1])
+
+    def _labels(self, unet: dict) -> ClassLabels | None:
+        """Per-sample labels, range-checked against num_class_embeds (ConfigError)."""
+        if self.class_labels is None:
+            return None
+        return ClassLabels(self.class_labels, unet.get("num_class_embeds") or None)
 
     def _shape(self, unet: dict) -> tuple[int, ...]:
         size = unet.get("sample_size")
@@ -189,14 +200,10 @@ class DiffusersModel(PretrainedModel):
         sched = cls.from_config(sched_cfg)
         net = net.eval().requires_grad_(False)
         shape = self._shape(unet_cfg)
-        try:
-            labels = class_label_tensor(self.class_labels, None)
-        except ValueError as e:
-            raise ConfigError(f"model.class_labels: {e}") from None
         common = dict(
             event_shape=shape,
             log_jacobian=pixel_log_jacobian(shape),
-            class_labels=labels,
+            class_labels=self._labels(unet_cfg),
             math_attention=self.attention == "math",
         )
         if sched_cfg["_class_name"] in _CONTINUOUS_SIGMA:

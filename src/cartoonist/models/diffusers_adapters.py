@@ -121,24 +121,30 @@ class _UNetCaller(nn.Module):
 
     Casts x to the network's dtype and back, keeps the first C output channels (models with a
     learned variance output 2C), and runs attention with the math kernel when `math_attention`.
+    A floating t is fed as float32; an integer t (timestep="nearest") as torch.long, so a
+    table-lookup time embedding (`nn.Embedding`, diffusers' time_embedding_type="learned") works.
+
+    Args:
+        net: the network.
+        math_attention: see `_math_attention`.
+        label_arg: keyword under which class labels are passed (diffusers: "class_labels").
     """
 
-    def __init__(self, net: nn.Module, class_labels: Tensor | None, math_attention: bool):
+    def __init__(self, net: nn.Module, math_attention: bool, label_arg: str = "class_labels"):
         super().__init__()
         self.net = net
         self.math_attention = bool(math_attention)
-        self.register_buffer("labels", class_labels, persistent=False)
+        self.label_arg = label_arg
         _contiguous_group_norm_inputs(net)
 
-    def forward(self, x: Tensor, t: Tensor) -> Tensor:
-        """Network output for input x [B, C, ...] at network time t [B], in x's dtype."""
+    def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Network output for x [B, C, ...] at time t [B] (labels [B] or None), in x's dtype."""
         p = next(self.net.parameters(), None)
         dtype = p.dtype if p is not None else x.dtype
-        kw = {}
-        if self.labels is not None:
-            kw["class_labels"] = self.labels.expand(x.shape[0], *self.labels.shape[1:])
+        kw = {} if labels is None else {self.label_arg: labels.to(x.device)}
+        t_dtype = torch.float32 if t.is_floating_point() else torch.long
         with _math_attention(self.math_attention):
-            out = self.net(x.to(dtype), t.to(device=x.device, dtype=torch.float32), **kw)
+            out = self.net(x.to(dtype), t.to(device=x.device, dtype=t_dtype), **kw)
         out = out.sample if hasattr(out, "sample") else out
         out = out[0] if isinstance(out, (tuple, list)) else out
         return out[:, : x.shape[1]].to(x.dtype)
@@ -159,7 +165,8 @@ class DiscreteUNetScore(ScoreModule):
         log_jacobian: D log|a| of the pixel map, nats.
         timestep: "interpolate" (fractional t, see `DiscreteTimeMap`) or "nearest" (round to the
             closest trained step; needed for a learned, table-lookup time embedding).
-        class_labels: [1] or [B] integer labels for a class-conditional UNet, else None.
+        class_labels: per-sample integer labels for a class-conditional UNet
+            (`cartoonist.models.class_labels.ClassLabels`), else None.
         math_attention: run attention with the math kernel (JVPs need it; `_math_attention`).
     """
 
@@ -171,7 +178,7 @@ class DiscreteUNetScore(ScoreModule):
         event_shape,
         log_jacobian: float,
         timestep: str = "interpolate",
-        class_labels: Tensor | None = None,
+        class_labels=None,
         math_attention: bool = True,
     ):
         if prediction_type not in PREDICTION_TYPES:
@@ -183,22 +190,30 @@ class DiscreteUNetScore(ScoreModule):
         time = DiscreteTimeMap(alphas_cumprod)
         super().__init__(VP(time.lambda_min, time.lambda_max), event_shape, log_jacobian)
         self.time, self.timestep_mode, self.prediction_type = time, timestep, prediction_type
-        self.unet = _UNetCaller(net, class_labels, math_attention)
-        convert = {
+        self.unet = _UNetCaller(net, math_attention)
+        self.class_labels = class_labels
+        self._convert = {
             "epsilon": score_from_eps,
             "v_prediction": score_from_v,
             "sample": score_from_x0,
-        }
-        self._score = convert[prediction_type](self.net_output, self.schedule)
+        }[prediction_type]
+        self._score = self._conditioned(None)
+
+    def _conditioned(self, labels: Tensor | None):
+        return self._convert(lambda x, lam: self.net_output(x, lam, labels), self.schedule)
 
     def network_time(self, lam: Tensor) -> Tensor:
-        """The timestep fed to the network for log-SNR λ [B] (float64)."""
-        t = self.time.timestep(lam)
-        return t.round() if self.timestep_mode == "nearest" else t
+        """The timestep fed to the network for log-SNR λ [B].
 
-    def net_output(self, x: Tensor, lam: Tensor) -> Tensor:
+        float64 (interpolate), or the nearest trained step as torch.long (nearest: a
+        table-lookup time embedding needs integers).
+        """
+        t = self.time.timestep(lam)
+        return t.round().long() if self.timestep_mode == "nearest" else t
+
+    def net_output(self, x: Tensor, lam: Tensor, labels: Tensor | None = None) -> Tensor:
         """The raw network output (ε̂, v̂ or x̂_0) at λ, [B, *event_shape]."""
-        return self.unet(x, self.network_time(lam))
+        return self.unet(x, self.network_time(lam), labels)
 
 
 # -- continuous-σ VE models (score SDE) ----------------------------------------------------------
@@ -229,7 +244,7 @@ class SigmaUNetScore(ScoreModule):
         data_range: Sequence[float],
         event_shape,
         log_jacobian: float,
-        class_labels: Tensor | None = None,
+        class_labels=None,
         math_attention: bool = True,
     ):
         lo, hi = (float(v) for v in data_range)
@@ -238,9 +253,13 @@ class SigmaUNetScore(ScoreModule):
         self.scale, self.shift = 2.0 / (hi - lo), -1.0 - 2.0 * lo / (hi - lo)
         schedule = VE(-2 * math.log(self.scale * sigma_max), -2 * math.log(self.scale * sigma_min))
         super().__init__(schedule, event_shape, log_jacobian)
-        self.unet = _UNetCaller(net, class_labels, math_attention)
-        self._score = self._ve_score
+        self.unet = _UNetCaller(net, math_attention)
+        self.class_labels = class_labels
+        self._score = self._conditioned(None)
 
-    def _ve_score(self, x: Tensor, lam: Tensor) -> Tensor:
+    def _conditioned(self, labels: Tensor | None):
+        return lambda x, lam: self._ve_score(x, lam, labels)
+
+    def _ve_score(self, x: Tensor, lam: Tensor, labels: Tensor | None = None) -> Tensor:
         sigma_net = torch.exp(-0.5 * lam) / self.scale
-        return self.unet((x - self.shift) / self.scale, sigma_net) / self.scale
+        return self.unet((x - self.shift) / self.scale, sigma_net, labels) / self.scale

@@ -84,7 +84,7 @@ def test_import_path_class_and_labels(tmp_path):
     cond = EDMDenoiser("tests.helpers.pretrained:ConditionalDenoiser", class_labels=2, **cfg)
     _check_loaded(cond.load(), label_mu=1.0)  # class 2 → one-hot [0, 0, 1] → μ = 1
     soft = EDMDenoiser(
-        "tests.helpers.pretrained:ConditionalDenoiser", class_labels=[0.5, 0.0, 0.5], **cfg
+        "tests.helpers.pretrained:ConditionalDenoiser", class_labels=[[0.5, 0.0, 0.5]], **cfg
     )
     _check_loaded(soft.load(), label_mu=0.0)  # the mean of classes 0 and 2: μ = 0
     with pytest.raises(ConfigError, match="outside"):
