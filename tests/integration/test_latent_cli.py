@@ -133,3 +133,41 @@ def test_a_prompt_on_an_unconditional_model_is_one_line_before_compute(tmp_path)
     assert r.returncode == 2, r.stderr[-2000:]
     err = [line for line in r.stderr.splitlines() if "not text-conditional" in line]
     assert len(err) == 1 and "model.prompt" in err[0]
+
+
+def test_evaluate_an_image_folder_encodes_then_scores_the_latent(folder, tmp_path):
+    from PIL import Image
+
+    imgs = tmp_path / "imgs"
+    imgs.mkdir()
+    rng = torch.Generator().manual_seed(0)
+    for i in range(20):
+        px = (torch.rand(64, 64, 3, generator=rng) * 255).to(torch.uint8).numpy()
+        Image.fromarray(px).save(imgs / f"{i}.png")
+    r = _run(
+        "evaluate",
+        [
+            "model=stable_diffusion",
+            f"model.path={folder}",
+            "model.prompt=a cat",
+            "source=dataset",
+            "dataset=image_folder",
+            f"dataset.source.path={imgs}",
+            "dataset.source.size=64",
+            "likelihood=pf_ode",
+            "likelihood.steps=3",
+            "debug=smoke",
+            "n_samples=2",
+            "batch_size=2",
+            f"paths.output_root={tmp_path}",
+            "run_name=ev",
+        ],
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = tmp_path / "evaluate" / "ev"
+    rows = _csv(out / "per_sample.csv")
+    assert len(rows) == 2 and all(row["density_of"].startswith("latent z") for row in rows)
+    summary = json.loads((out / "summary.json").read_text())
+    assert "posterior mean" in summary["scored_as"] and summary["density_of"].startswith("latent")
+    saved = torch.load(out / "samples.pt", weights_only=True)
+    assert saved["x"].shape == (2, 4, 8, 8) and saved["images"].shape == (2, 3, 64, 64)
