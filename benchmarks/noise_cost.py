@@ -1,10 +1,13 @@
 """Q7 — cost of the keyed noise (Philox4x32-10, `Keys`) against `torch.randn` of the same size.
 
-One step's [B, D] standard normals, four ways, interleaved round by round in one process:
+A step's [B, D] standard normals, four ways, interleaved round by round in one process (each
+timed call draws S = max(1, min(64, 2¹⁶ // (B·D))) steps; times are per step):
   - `torch.randn`          the global generator: the floor, but not batch invariant;
   - `Keys` (default)       `SampleNoise.normal`: Philox words + Box–Muller in float64, cast to
-                           float32 (what every sampler draws per step);
-  - `philox float32 work`  the same words, Box–Muller in float32 (`philox_normal(work=float32)`);
+                           float32 (what every sampler draws per step; small draws are computed
+                           a run of steps per call);
+  - `philox float32 work`  the same words, Box–Muller in float32 (`philox_normal(work=float32)`,
+                           all the timed steps in one call);
   - `old CPU streams`      the previous implementation, kept here only as a baseline: one
                            torch.Generator per sample seeded by splitmix64, drawing a block of 64
                            steps at a time (its per-step cost = block time / 64), then moved.
@@ -42,26 +45,36 @@ def _old_seed(seed: int, sample_id: int, code: int = 2) -> int:
     return mix(mix(mix(seed) ^ sample_id) ^ code) >> 1
 
 
-def _contenders(B: int, D: int, device):
+def _contenders(B: int, D: int, S: int, device) -> dict:
+    """Name → (callable drawing steps of [B, D] normals, the number of steps it draws)."""
     gens = [torch.Generator().manual_seed(_old_seed(0, i)) for i in range(B)]
     keyed = SampleNoise(0, range(B), "brownian", dtype=torch.float32, device=device)
     key = stream_key(0, "brownian")
     ids = torch.stack(
         [torch.arange(B, device=device), torch.zeros(B, dtype=torch.long, device=device)], 1
     )
-    step = iter(range(1 << 30))
+    first = iter(range(0, 1 << 30, S))
+
+    def randn():
+        for _ in range(S):
+            torch.randn(B, D, device=device)
+
+    def keys():
+        for _ in range(S):
+            keyed.normal((D,))
 
     def old_block():  # 64 steps of the old per-sample streams, then one copy
         buf = torch.stack([torch.randn((OLD_BLOCK, D), generator=g) for g in gens])
         return buf.to(device=device)
 
     return {
-        "torch.randn": lambda: torch.randn(B, D, device=device),
-        "Keys (float64 work)": lambda: keyed.normal((D,)),
-        "philox float32 work": lambda: philox_normal(
-            key, ids, next(step), D, torch.float32, work=torch.float32
+        "torch.randn": (randn, S),
+        "Keys (float64 work)": (keys, S),
+        "philox float32 work": (
+            lambda: philox_normal(key, ids, next(first), D, torch.float32, torch.float32, S),
+            S,
         ),
-        "old CPU streams (64-step block)": old_block,
+        "old CPU streams": (old_block, OLD_BLOCK),
     }
 
 
@@ -85,14 +98,17 @@ def _times(fns: dict, repeat: int, warmup: int = 2) -> tuple[dict, dict]:
 def main():
     """Time the contenders per case, print the table and write noise_cost.json."""
     args = parse(__doc__.splitlines()[0])
-    cases = [(64, 3072), (1024, 64)] if args.quick else [(64, 3072), (256, 3072), (1024, 64)]
+    cases = [(64, 3072), (64, 64), (1024, 2)]
+    cases = cases if args.quick else cases[:1] + [(256, 3072)] + cases[1:]
     repeat = 21 if args.quick else 61
     rows, out = [], {}
-    old = "old CPU streams (64-step block)"
     for B, D in cases:
-        wall, cpu = _times(_contenders(B, D, args.device), repeat)
-        for t in (wall, cpu):
-            t[old] = [x / OLD_BLOCK for x in t[old]]
+        S = max(1, min(64, (1 << 16) // (B * D)))  # steps per timed call: ≥ 64k normals
+        fns = _contenders(B, D, S, args.device)
+        wall, cpu = _times({k: f for k, (f, _) in fns.items()}, repeat)
+        for t in (wall, cpu):  # seconds per step
+            for k, (_, steps) in fns.items():
+                t[k] = [x / steps for x in t[k]]
         case = {
             "randn_seconds": {"wall": stats(wall["torch.randn"]), "cpu": stats(cpu["torch.randn"])}
         }
@@ -109,7 +125,7 @@ def main():
                 {
                     "B x D": f"{B} x {D}",
                     "generator": name,
-                    "cpu ms": 1e3 * stats(cpu[name])["median"],
+                    "cpu ms/step": 1e3 * stats(cpu[name])["median"],
                     "randn cpu ms": 1e3 * stats(cpu["torch.randn"])["median"],
                     "cpu ratio": rc["median"],
                     "min": rc["min"],
@@ -120,7 +136,16 @@ def main():
         out[f"{B}x{D}"] = case
     table(
         rows,
-        ["B x D", "generator", "cpu ms", "randn cpu ms", "cpu ratio", "min", "max", "wall ratio"],
+        [
+            "B x D",
+            "generator",
+            "cpu ms/step",
+            "randn cpu ms",
+            "cpu ratio",
+            "min",
+            "max",
+            "wall ratio",
+        ],
         f"Q7 keyed noise cost per step, ratio to torch.randn ({args.device}, {repeat} rounds)",
     )
     metric = "cpu" if args.device.type == "cpu" else "wall"
@@ -129,8 +154,8 @@ def main():
         "noise_cost",
         {
             "cost_ratio_vs_randn": main_case["Keys (float64 work)"]["ratio_to_randn"][metric],
-            "cost_ratio_measure": f"{metric} time per step, B x D = {cases[0][0]} x {cases[0][1]}, "
-            "float32 output, Keys vs torch.randn",
+            "cost_ratio_measure": f"{metric} time per step, B x D = "
+            f"{cases[0][0]} x {cases[0][1]}, float32 output, Keys vs torch.randn",
             "cases": out,
         },
         args,

@@ -50,8 +50,10 @@ def _multipliers(device) -> Tensor:
     """[M0, M1] as an int64 [2] tensor on `device`, filled there (no copy), cached."""
     key = str(device)
     if key not in _MULTIPLIERS:
-        m = torch.full((2,), M0, dtype=torch.int64, device=device)
-        _MULTIPLIERS[key] = m.index_fill_(0, torch.ones(1, dtype=torch.int64, device=device), M1)
+        with torch.inference_mode(False):  # a normal tensor, usable in and out of that mode
+            m = torch.full((2,), M0, dtype=torch.int64, device=device)
+            one = torch.ones(1, dtype=torch.int64, device=device)
+            _MULTIPLIERS[key] = m.index_fill_(0, one, M1)
     return _MULTIPLIERS[key]
 
 

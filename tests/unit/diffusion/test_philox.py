@@ -202,6 +202,16 @@ def test_runs_of_steps_change_no_number():
         assert torch.equal(run[:, k], philox_normal(key, _ids(ids), 10 + k, 8, DT))
 
 
+def test_inference_mode_changes_no_number():
+    """The first call may come under torch.inference_mode (cached constants stay usable)."""
+    with torch.inference_mode():
+        a = SampleNoise(1, range(3), dtype=DT).normal((4,))
+    b = SampleNoise(1, range(3), dtype=DT).normal((4,))
+    with torch.enable_grad():
+        c = SampleNoise(1, range(3), dtype=DT).normal((4,))
+    assert torch.equal(a, b) and torch.equal(b, c)
+
+
 def test_float32_work_is_close_to_float64():
     key, ids = stream_key(2, "brownian"), _ids(range(32))
     z64 = philox_normal(key, ids, 0, 4096, DT)
