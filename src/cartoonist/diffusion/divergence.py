@@ -75,7 +75,8 @@ def jacobian_trace(
         probes: number of Hutchinson probes per call.
         noise: NoiseSource or FixedProbes supplying the probes (required for "hutchinson").
         backend: "forward" (torch.func.jvp, one evaluation per probe) or "reverse"
-            (torch.func.vjp: one forward pass, one backward pass per probe).
+            (one forward pass, one backward pass per probe: `torch.autograd.grad` on a tape, or
+            torch.func.vjp under torch.inference_mode; the same numbers).
         kind: probe distribution, "rademacher" (lower variance) or "gaussian".
 
     Returns:
