@@ -41,8 +41,13 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def write_per_sample_csv(path: Path, rows: list[dict]) -> None:
-    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s."""
+    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s.
+
+    A `condition` column (a conditional model's class label or prompt) when the rows have one.
+    """
     cols = ["sample_id", "seed", "estimator", "logp_nats", "bpd", "nfe", "wall_s"]
+    if rows and "condition" in rows[0]:
+        cols.append("condition")
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()

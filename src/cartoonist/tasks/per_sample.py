@@ -18,7 +18,15 @@ from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sampl
 from cartoonist.pipeline.loggers import build_loggers
 from cartoonist.plotting import sample_figure
 
-__all__ = ["predictor", "gather", "settings_of", "rows_of", "summarise", "write_results"]
+__all__ = [
+    "predictor",
+    "gather",
+    "settings_of",
+    "conditions_of",
+    "rows_of",
+    "summarise",
+    "write_results",
+]
 
 
 def settings_of(cfg: DictConfig, group: str) -> dict | None:
@@ -60,8 +68,23 @@ def gather(trainer, out: Path) -> dict | None:
     return merged
 
 
-def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict]:
-    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any."""
+def conditions_of(score, sample_ids) -> list[str] | None:
+    """Each sample's condition (class label, prompt, …) from a conditional score module.
+
+    Any score with a `condition_of(sample_ids) -> list[str]` method is conditional; None (no
+    method, or it returns None) for an unconditional one.
+    """
+    fn = getattr(score, "condition_of", None)
+    return None if fn is None else fn(list(sample_ids))
+
+
+def rows_of(
+    merged: dict, seed: int, dim: int, log_jacobian: float, conditions: list[str] | None = None
+) -> list[dict]:
+    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any.
+
+    `conditions`: the condition of each sample of `merged["sample_id"]` (a `condition` column).
+    """
     rows = []
     for key, val in merged.items():
         if not key.startswith("logp_"):
@@ -82,6 +105,8 @@ def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict
                     wall_s=float(wall[i]),
                 )
             )
+            if conditions is not None:
+                rows[-1]["condition"] = conditions[i]
     return rows
 
 
@@ -97,12 +122,16 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def write_results(
-    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None
+    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None, score=None
 ) -> dict:
-    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE."""
+    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE.
+
+    `score`: the run's score; a conditional one (`condition_of`) adds a `condition` column.
+    """
     cfg, out, task = run.cfg, run.out, run.task
     dim = int(merged["x"][0].numel())
-    rows = rows_of(merged, cfg.seed, dim, log_jacobian)
+    conditions = conditions_of(score, merged["sample_id"].tolist())
+    rows = rows_of(merged, cfg.seed, dim, log_jacobian, conditions)
     write_per_sample_csv(out / "per_sample.csv", rows)
     buf = io.BytesIO()
     torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
