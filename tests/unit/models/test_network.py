@@ -281,13 +281,17 @@ def test_network_model_class_factory_and_weights(tmp_path):
         event_shape=(1, 2, 2),
     )(x, lam)
     for w in ("w.safetensors", "w.pt"):
-        m = NetworkModel(f"{here}:TinyEps", kwargs={"steps": 100}, weights=str(tmp_path / w), **base)
+        m = NetworkModel(
+            f"{here}:TinyEps", kwargs={"steps": 100}, weights=str(tmp_path / w), **base
+        )
         assert torch.equal(m.load()(x, lam), want)
     fac = NetworkModel(f"{here}:make_tiny", kwargs={"channels": 1}, **base).load()
     assert isinstance(fac.net.net, TinyEps) and fac(x, lam).shape == x.shape
     # a state_dict at model.path: the advice that helps
     for w in ("w.safetensors", "w.pt"):
-        with pytest.raises(ConfigError, match="this is a state_dict: give model.path=module:Class"):
+        with pytest.raises(
+            ConfigError, match="this is a state_dict: give model.path=module:Class"
+        ):
             NetworkModel(str(tmp_path / w), **base).check()
     with pytest.raises(ConfigError, match="do not fit"):
         NetworkModel(
