@@ -97,3 +97,14 @@ def exact_denoiser(x: Tensor, sigma: Tensor) -> Tensor:
 def make_denoiser(s: float = 0.5, label_dim: int = 0) -> GaussianDenoiser:
     """Import-path target: a factory function (no positional argument), called with kwargs."""
     return GaussianDenoiser(s, label_dim)
+
+
+class TinyEpsNet(nn.Module):
+    """Import-path target for model=network: ε(x, n) with an nn.Embedding over `steps` steps."""
+
+    def __init__(self, channels: int = 1, steps: int = 1000):
+        super().__init__()
+        self.emb = nn.Embedding(steps, channels)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.tanh(0.5 * x + self.emb(t)[:, :, None, None])
