@@ -35,6 +35,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         overrides.append("source=samples")
     if (group, option) in (("model", "edm"), ("dataset", "none")):
         overrides += EDM  # dataset=none: a pretrained model brings the shape
+    elif group == "model" and option == "network":
+        overrides += ["model.path=tests.helpers.pretrained:TinyEpsNet", "model.event_shape=[1,4,4]"]
     elif group == "model" and option == "diffusers":
         pytest.importorskip("diffusers")
         from tests.helpers.pretrained import save_tiny_diffusers
@@ -49,7 +51,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         assert objs
     elif group == "trainer" and option == "gpu" and not torch.cuda.is_available():
         assert node.accelerator == "gpu"  # composes; instantiating needs a GPU
-    elif group == "model" and option in ("diffusers", "edm"):
+    elif group == "model" and option in ("diffusers", "edm", "network"):
         score = instantiate(node).load()  # a pretrained model: loads offline, gives a score
         x = torch.zeros(2, *score.event_shape)
         assert score(x, torch.zeros(2)).shape == x.shape and cfg.dataset._target_.endswith(

@@ -52,6 +52,8 @@ def save_tiny_diffusers(
         sched = getattr(diffusers, scheduler)(
             num_train_timesteps=num_train_timesteps, prediction_type=prediction_type
         )
+    if unet_kw.get("time_embedding_type") == "learned":  # an nn.Embedding over the steps
+        unet_kw.setdefault("num_train_timesteps", num_train_timesteps)
     unet = tiny_unet(channels, **unet_kw)
     unet.save_pretrained(folder / "unet" if pipeline_layout else folder)
     sched.save_pretrained(folder / "scheduler" if pipeline_layout else folder)
@@ -90,3 +92,19 @@ class ConditionalDenoiser(GaussianDenoiser):
 def exact_denoiser(x: Tensor, sigma: Tensor) -> Tensor:
     """Import-path target: a plain function D(x, σ) (the unconditional s = 0.5 case)."""
     return 0.25 / (0.25 + sigma.reshape([-1] + [1] * (x.dim() - 1)) ** 2) * x
+
+
+def make_denoiser(s: float = 0.5, label_dim: int = 0) -> GaussianDenoiser:
+    """Import-path target: a factory function (no positional argument), called with kwargs."""
+    return GaussianDenoiser(s, label_dim)
+
+
+class TinyEpsNet(nn.Module):
+    """Import-path target for model=network: ε(x, n) with an nn.Embedding over `steps` steps."""
+
+    def __init__(self, channels: int = 1, steps: int = 1000):
+        super().__init__()
+        self.emb = nn.Embedding(steps, channels)
+
+    def forward(self, x: Tensor, t: Tensor) -> Tensor:
+        return torch.tanh(0.5 * x + self.emb(t)[:, :, None, None])

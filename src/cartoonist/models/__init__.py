@@ -7,7 +7,10 @@
   `diffusers_adapters` (diffusers UNets, discrete-time or continuous σ);
 - loaders of pretrained files: `diffusers` (model=diffusers), `edm` (model=edm), `pretrained`
   (their base class and file checks); `checkpoint` (our training checkpoints, plain data only);
-- `oracle`: model=oracle, the exact mixture of a data set.
+- `oracle`: model=oracle, the exact mixture of a data set;
+- your own network: `score_of_network` (`network_adapters`: prediction, time input and schedule
+  conventions, with the λ conversions) and model=network (`network`); per-sample class labels of
+  conditional models: `class_labels`.
 
 Samples never interact (no batch statistics), so Jacobian-vector products over a batch are
 per-sample.
@@ -18,9 +21,18 @@ from torch import nn
 from cartoonist.models.ema import EMA
 from cartoonist.models.embedding import LambdaEmbedding
 from cartoonist.models.mlp import MLP
+from cartoonist.models.network_adapters import ddpm_alphas_cumprod, score_of_network
 from cartoonist.models.unet import UNet
 
-__all__ = ["MLP", "UNet", "EMA", "LambdaEmbedding", "count_parameters"]
+__all__ = [
+    "MLP",
+    "UNet",
+    "EMA",
+    "LambdaEmbedding",
+    "count_parameters",
+    "score_of_network",
+    "ddpm_alphas_cumprod",
+]
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

@@ -128,13 +128,21 @@ class _UNetCaller(nn.Module):
         net: the network.
         math_attention: see `_math_attention`.
         label_arg: keyword under which class labels are passed (diffusers: "class_labels").
+        float_time: dtype of a floating t (diffusers: float32); None: the network's dtype.
     """
 
-    def __init__(self, net: nn.Module, math_attention: bool, label_arg: str = "class_labels"):
+    def __init__(
+        self,
+        net: nn.Module,
+        math_attention: bool,
+        label_arg: str = "class_labels",
+        float_time: torch.dtype | None = torch.float32,
+    ):
         super().__init__()
         self.net = net
         self.math_attention = bool(math_attention)
         self.label_arg = label_arg
+        self.float_time = float_time
         _contiguous_group_norm_inputs(net)
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -142,7 +150,7 @@ class _UNetCaller(nn.Module):
         p = next(self.net.parameters(), None)
         dtype = p.dtype if p is not None else x.dtype
         kw = {} if labels is None else {self.label_arg: labels.to(x.device)}
-        t_dtype = torch.float32 if t.is_floating_point() else torch.long
+        t_dtype = (self.float_time or dtype) if t.is_floating_point() else torch.long
         with _math_attention(self.math_attention):
             out = self.net(x.to(dtype), t.to(device=x.device, dtype=t_dtype), **kw)
         out = out.sample if hasattr(out, "sample") else out

@@ -18,7 +18,14 @@ from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sampl
 from cartoonist.pipeline.loggers import build_loggers
 from cartoonist.plotting import sample_figure
 
-__all__ = ["predictor", "gather", "settings_of", "rows_of", "summarise", "write_results"]
+__all__ = [
+    "predictor",
+    "gather",
+    "settings_of",
+    "rows_of",
+    "summarise",
+    "write_results",
+]
 
 
 def settings_of(cfg: DictConfig, group: str) -> dict | None:

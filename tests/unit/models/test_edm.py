@@ -180,3 +180,83 @@ def test_own_checkpoint_loads_weights_only(tmp_path):
     with pytest.raises(ConfigError, match="cannot load checkpoint"):
         load_denoiser(tmp_path / "p.ckpt")  # an object that needs unpickling code: refused
     assert load_denoiser(tmp_path / "p.ckpt", allow_pickle=True)[2]["event_shape"] == [2]
+
+
+def test_factory_function_kwargs_and_weights(tmp_path):
+    """module:make_net is called with model.kwargs; a state_dict loads into a class."""
+    from safetensors.torch import save_file
+
+    cfg = dict(event_shape=[1, 2, 2], schedule="vp")
+    fac = EDMDenoiser("tests.helpers.pretrained:make_denoiser", kwargs={"label_dim": 3}, **cfg)
+    _check_loaded(EDMDenoiser(**{**fac.__dict__, "class_labels": 2}).load(), label_mu=1.0)
+    _check_loaded(EDMDenoiser("tests.helpers.pretrained:make_denoiser", **cfg).load())
+    with pytest.raises(ConfigError, match="cannot build"):
+        EDMDenoiser("tests.helpers.pretrained:make_denoiser", kwargs={"nope": 1}, **cfg).load()
+    with pytest.raises(ConfigError, match="not called as a factory"):
+        EDMDenoiser("tests.helpers.pretrained:exact_denoiser", kwargs={"s": 1}, **cfg).load()
+    sd = GaussianDenoiser(0.5, 3).state_dict()
+    sd["class_means"] = sd["class_means"] + 1.0  # μ_c = c: the weights are used
+    save_file(sd, str(tmp_path / "w.safetensors"))
+    torch.save(sd, tmp_path / "w.pt")
+    for w in ("w.safetensors", "w.pt"):
+        den = EDMDenoiser(
+            "tests.helpers.pretrained:GaussianDenoiser",
+            kwargs={"label_dim": 3},
+            weights=str(tmp_path / w),
+            class_labels=0,
+            **cfg,
+        )
+        _check_loaded(den.load(), label_mu=0.0)  # class 0 now has mean 0 (was −1)
+
+
+@pytest.mark.parametrize("fmt", ["safetensors", "torch_save", "pickled_dict"])
+def test_a_state_dict_gets_the_advice_that_helps(tmp_path, fmt):
+    from safetensors.torch import save_file
+
+    sd = GaussianDenoiser(0.5, 3).state_dict()
+    path = tmp_path / ("w.safetensors" if fmt == "safetensors" else "w.pt")
+    if fmt == "safetensors":
+        save_file(sd, str(path))
+    elif fmt == "torch_save":
+        torch.save(sd, path)
+    else:
+        path.write_bytes(pickle.dumps(sd))
+    den = EDMDenoiser(str(path), event_shape=[1, 2, 2], allow_pickle=fmt == "pickled_dict")
+    with pytest.raises(ConfigError) as e:
+        den.load()
+    msg = str(e.value)
+    assert "this is a state_dict: give model.path=module:Class and model.weights" in msg
+    assert "pickle_key" not in msg and len(msg.splitlines()) == 1
+
+
+def test_per_sample_labels_one_hot_and_range_checked():
+    """label_dim=3: a list is cycled over sample ids, "cycle" is i mod 3; one-hot rows."""
+    cfg = dict(event_shape=[1, 2, 2], schedule="vp")
+    x = torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(2), dtype=DT)
+    lam = torch.tensor([-5.0, 0.0, 3.0, 10.0], dtype=DT)
+    for spec, classes in (([2, 0], [2, 0, 2, 0]), ("cycle", [0, 1, 2, 0])):
+        score = EDMDenoiser(
+            "tests.helpers.pretrained:ConditionalDenoiser", class_labels=spec, **cfg
+        ).load()
+        got = score.for_samples([0, 1, 2, 3])(x, lam)
+        for i, c in enumerate(classes):  # class c → μ = c − 1
+            want = _expected_score(x[i : i + 1], lam[i : i + 1], c - 1.0)
+            assert torch.allclose(got[i : i + 1], want, rtol=1e-9, atol=1e-9)
+        assert score.condition_of([1]) == [f"class={classes[1]}"]
+    with pytest.raises(ConfigError, match=r"model.class_labels: label 3 .*outside 0..2"):
+        EDMDenoiser(
+            "tests.helpers.pretrained:ConditionalDenoiser", class_labels=[0, 3], **cfg
+        ).load()
+
+
+def test_edm_import_path_does_not_search_the_working_directory(tmp_path, monkeypatch):
+    import sys
+
+    mod = "cartoonist_test_cwd_denoiser_xyz"
+    (tmp_path / f"{mod}.py").write_text("def D(x, sigma):\n    return 0 * x\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", ["", str(tmp_path)] + sys.path)
+    with pytest.raises(ConfigError, match="model.search_path"):
+        EDMDenoiser(f"{mod}:D", event_shape=[1, 2, 2]).load()
+    EDMDenoiser(f"{mod}:D", event_shape=[1, 2, 2], search_path=str(tmp_path)).load()
+    sys.modules.pop(mod, None)
