@@ -9,15 +9,21 @@ temporary file is removed by the next run). `resume_point` picks what a rerun re
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-__all__ = ["AtomicModelCheckpoint", "checkpoint_step", "resume_point"]
+__all__ = ["AtomicModelCheckpoint", "CheckpointWriteError", "checkpoint_step", "resume_point"]
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (a full disk, ...); the previous file is kept whole."""
 
 
 class AtomicModelCheckpoint(ModelCheckpoint):
@@ -30,6 +36,14 @@ class AtomicModelCheckpoint(ModelCheckpoint):
             super()._save_checkpoint(trainer, str(tmp))  # rank 0 writes; every rank waits
             if trainer.is_global_zero:
                 os.replace(tmp, path)
+        except Exception as e:  # torch.save reports a full disk as a RuntimeError
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            free = shutil.disk_usage(path.parent).free
+            raise CheckpointWriteError(
+                getattr(e, "errno", None) or errno.EIO,
+                f"could not write checkpoint {path} ({first}; {free / 2**20:.1f} MiB free "
+                f"there): the previous {path.name}, if any, is kept",
+            ) from e
         finally:
             if trainer.is_global_zero:
                 tmp.unlink(missing_ok=True)

@@ -216,8 +216,9 @@ class RunLock:
         return self
 
     def release(self) -> None:
-        """Drop the lock (the file stays: its PID names the last holder)."""
+        """Drop the lock; the file stays, emptied (a PID left in it names a killed holder)."""
         if self.fd is not None:
+            os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None

@@ -17,6 +17,7 @@ on stderr and exit status 2; called from Python it propagates.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -27,7 +28,7 @@ from typing import Iterator
 import lightning as L
 from omegaconf import DictConfig, OmegaConf
 
-from cartoonist.errors import ConfigError
+from cartoonist.errors import ConfigError, format_error
 from cartoonist.pipeline import cli
 from cartoonist.pipeline.files import mark_done, remove_stale_temporaries, write_json
 from cartoonist.pipeline.loggers import finish_wandb, quiet_duplicate_logs
@@ -107,6 +108,9 @@ class Run:
         return summary
 
 
+_STORAGE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO, errno.EFBIG}
+
+
 def _rank_zero() -> bool:
     """This process is the first of its run (DDP's other ranks re-run the task in the same dir)."""
     return all(os.environ.get(k, "0") == "0" for k in ("LOCAL_RANK", "NODE_RANK"))
@@ -124,6 +128,12 @@ def task_run(cfg: DictConfig, task: str) -> Iterator[Run]:
             raise
         print(f"error: {str(e).strip().splitlines()[0]}", file=sys.stderr)
         raise SystemExit(2) from None
+    except OSError as e:
+        # A full or read-only disk: one line and status 1 (DONE is never written after it).
+        if not cli.RUNNING or e.errno not in _STORAGE_ERRNOS:
+            raise
+        print(f"error: {format_error(e)}", file=sys.stderr)
+        raise SystemExit(1) from None
     finally:
         finish_wandb()
         if run is not None:

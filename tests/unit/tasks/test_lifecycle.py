@@ -56,3 +56,32 @@ def test_an_unfinished_train_resumes_only_for_a_longer_training(tmp_path):
     assert s["global_step"] == 4
     with pytest.raises(RunDirError, match=r"trainer\.max_steps: 4 → 6"):  # DONE: finished
         tasks.train.run(compose_cfg("train", over + ["trainer.max_steps=6"], out))
+
+
+def test_run_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path, capsys):
+    """flock semantics across real processes: a live holder refuses, a killed one is taken over."""
+    import subprocess
+    import sys
+
+    import pytest
+
+    from cartoonist.pipeline.rundir import RunDirError, RunLock
+
+    hold = (
+        "import sys, time; from cartoonist.pipeline.rundir import RunLock; "
+        f"RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)"
+    )
+    p = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == b"held"
+        with pytest.raises(RunDirError, match=f"PID {p.pid} holds"):
+            RunLock(tmp_path).acquire()
+    finally:
+        p.kill()
+        p.wait()
+    lock = RunLock(tmp_path).acquire()  # the kernel dropped the dead process's flock
+    assert f"stale lock {tmp_path / '.lock'} (PID {p.pid} has exited)" in capsys.readouterr().err
+    assert (tmp_path / ".lock").read_text().strip() == str(__import__("os").getpid())
+    lock.release()
+    RunLock(tmp_path).acquire().release()  # a clean release leaves nothing to warn about
+    assert "stale" not in capsys.readouterr().err
