@@ -65,6 +65,8 @@ def run(cfg: DictConfig) -> dict:
         merged = gather(trainer, r.out)
         if merged is None:
             return {}
-        res = write_results(r, merged, shape, logjac, {"likelihood": lik, "source": cfg.source})
+        res = write_results(
+            r, merged, shape, logjac, {"likelihood": lik, "source": cfg.source}, schedule
+        )
         print(f"[cartoonist] evaluate took {time.perf_counter() - t:.1f} s")
         return res

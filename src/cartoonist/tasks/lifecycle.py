@@ -21,6 +21,7 @@ import errno
 import json
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -98,10 +99,13 @@ class Run:
         print(OmegaConf.to_yaml(shown, resolve=True))
         print(f"[cartoonist] {self.task} → {self.out}")
         L.seed_everything(self.cfg.seed, workers=True, verbose=False)
+        self.t0 = time.perf_counter()
         return self.out
 
     def finish(self, summary: dict, files: list[str]) -> dict:
-        """Write summary.json, then DONE; returns the summary."""
+        """Write summary.json (with the run's wall time, `wall_s_run`), then DONE; returns it."""
+        if hasattr(self, "t0"):
+            summary = {**summary, "wall_s_run": time.perf_counter() - self.t0}
         write_json(self.out / "summary.json", summary)
         mark_done(self.out)
         print(f"[cartoonist] wrote {', '.join(files + ['summary.json', 'DONE'])} in {self.out}")
