@@ -93,7 +93,9 @@ def test_hd_threshold_pipeline_on_a_pretrained_model(folder, tmp_path, monkeypat
         / f"hd_threshold_baseline__diffusers-{folder.name}"
         / next(  # the job named by its overrides, the sampler last
             p.name
-            for p in (tmp_path / "sample" / f"hd_threshold_baseline__diffusers-{folder.name}").iterdir()
+            for p in (
+                tmp_path / "sample" / f"hd_threshold_baseline__diffusers-{folder.name}"
+            ).iterdir()
             if p.name.endswith("sampler=sde")
         )
         / "per_sample.csv"

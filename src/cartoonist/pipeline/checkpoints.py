@@ -81,7 +81,8 @@ def resume_point(folder: Path) -> tuple[Path, int] | None:
         if step is not None:
             if last.exists():
                 print(
-                    f"[cartoonist] warning: {last} is corrupt or truncated: resuming from {p.name} "
+                    f"[cartoonist] warning: {last} is corrupt or truncated: resuming from "
+                    f"{p.name} "
                     f"(step {step}) instead",
                     file=sys.stderr,
                 )

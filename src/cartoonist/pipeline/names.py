@@ -47,7 +47,7 @@ def model_tag(*, _root_: DictConfig) -> str:
 
 
 def sweep_subdir(override_dirname: str, num) -> str:
-    """`${sweep_subdir:...}`: a sweep job's directory named by its overrides (the job number if none).
+    """`${sweep_subdir:...}`: a sweep job's directory named by its overrides (else its number).
 
     `hydra.job.override_dirname` (the job's overrides minus `hydra.job.config.override_dirname.
     exclude_keys`, e.g. `sampler.first_stage=ode,sampler.lambda_threshold=-4`) with `/` made safe;

@@ -96,7 +96,9 @@ def fingerprint_of(cfg: DictConfig) -> tuple[str, dict]:
         if _excluded(str(k)):
             continue
         node = cfg[k]  # resolved in place: interpolations see the whole config
-        values[k] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        values[k] = (
+            OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+        )
     flat = {k: v for k, v in _flatten(values).items() if not _excluded(k)}
     text = json.dumps(flat, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest(), json.loads(text)
@@ -167,7 +169,7 @@ def keep_hydra_files(out: Path) -> None:
 
 
 def restore_hydra_files(out: Path) -> None:
-    """Put the run's own `.hydra/*.yaml` back (Hydra overwrote them for a rerun that did not run)."""
+    """Put the run's own `.hydra/*.yaml` back (Hydra rewrote them for a rerun that did not run)."""
     kept = Path(out) / ".hydra" / "run"
     for p in kept.glob("*.yaml") if kept.is_dir() else ():
         shutil.copy2(p, Path(out) / ".hydra" / p.name)
@@ -207,7 +209,8 @@ class RunLock:
         if old.isdigit() and int(old) != os.getpid():
             state = "has exited" if not _pid_alive(int(old)) else "no longer holds it"
             print(
-                f"[cartoonist] warning: taking over the stale lock {self.path} (PID {old} {state})",
+                f"[cartoonist] warning: taking over the stale lock {self.path} "
+                f"(PID {old} {state})",
                 file=sys.stderr,
             )
         os.ftruncate(fd, 0)

@@ -60,6 +60,7 @@ class SweepSummary(Callback):
     """Hydra callback: at the end of a multirun, write its `summary.csv` (`collect_sweep`)."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        """Collect the finished jobs of `hydra.sweep.dir`."""
         sweep = Path(str(config.hydra.sweep.dir))
         df = collect_sweep(sweep)
         if len(df):

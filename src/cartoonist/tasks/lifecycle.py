@@ -11,7 +11,8 @@
 is not the directory's own (`fingerprint.json`, see `cartoonist.pipeline.rundir`; Hydra's
 `.hydra/*.yaml` of the run are put back), validates the config (one `ConfigError` naming the key,
 before anything is built), creates the run directory, prints the resolved config, seeds
-everything, and always finishes the wandb run and drops the lock. Under the command line (`cartoonist.pipeline.cli`) a `ConfigError` becomes one line
+everything, and always finishes the wandb run and drops the lock. Under the command line
+(`cartoonist.pipeline.cli`) a `ConfigError` becomes one line
 on stderr and exit status 2; called from Python it propagates.
 """
 

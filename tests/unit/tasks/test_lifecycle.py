@@ -69,7 +69,7 @@ def test_run_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path, c
 
     hold = (
         "import sys, time; from cartoonist.pipeline.rundir import RunLock; "
-        f"RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)"
+        "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)"
     )
     p = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE)
     try:
