@@ -23,6 +23,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from cartoonist.figures.hd_threshold import choose_estimator, summarise_hd_threshold
 from cartoonist.pipeline import CONF_DIR, log_figure_to_wandb, write_figure_outputs
+from cartoonist.pipeline.sweeps import collect_sweep, job_dirs
 from cartoonist.plotting.figures import plot_hd_threshold
 
 EXPERIMENTS = ("hd_threshold_baseline", "hd_threshold")
@@ -47,9 +48,8 @@ def load(dirs: list[Path]):
     """Per-sample log p of every finished job (one estimator for all), and samples per job."""
     tables, grids, shape = {}, {}, None
     for sweep in dirs:
-        for job in sorted(sweep.glob("[0-9]*"), key=lambda p: int(p.name)):
-            if not (job / "DONE").exists():
-                continue
+        collect_sweep(sweep)  # <sweep>/summary.csv: one row per job, its own recorded settings
+        for job in job_dirs(sweep):  # directories named by overrides (or numbers, older sweeps)
             sampler = json.loads((job / "summary.json").read_text()).get("sampler")
             if not sampler:
                 sys.exit(f"error: {job}/summary.json names no sampler: rerun `make hd_threshold`")

@@ -249,7 +249,7 @@ def test_hd_threshold_sweep_and_plot(tmp_path):
             env=ENV,
         )
         assert r.returncode == 0, r.stderr[-2000:]
-    jobs = sorted((tmp_path / "sample" / "hd_threshold").glob("[0-9]*"))
+    jobs = sorted(p for p in (tmp_path / "sample" / "hd_threshold").iterdir() if p.is_dir())
     assert len(jobs) == 4 and all((j / "DONE").exists() for j in jobs)
     r = subprocess.run(
         [sys.executable, "experiments/hd_threshold/plot.py", str(tmp_path)],

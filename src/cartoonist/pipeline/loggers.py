@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 import os
 from pathlib import Path
@@ -12,7 +14,17 @@ from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.pipeline.files import atomic_write
 
-__all__ = ["build_loggers", "finish_wandb", "quiet_duplicate_logs", "log_figure_to_wandb"]
+__all__ = [
+    "build_loggers",
+    "finish_wandb",
+    "quiet_duplicate_logs",
+    "log_figure_to_wandb",
+    "csv_metrics_path",
+    "keep_metrics_history",
+    "merge_metrics_history",
+]
+
+HISTORY = "metrics.before_resume.csv"
 
 
 def quiet_duplicate_logs() -> None:
@@ -85,3 +97,67 @@ def log_figure_to_wandb(name: str, table, metrics: dict, image: Path) -> None:
         )
     finally:
         run.finish()
+
+
+def csv_metrics_path(cfg: DictConfig) -> Path | None:
+    """<save_dir>/<name>/<version>/metrics.csv of the `logger.csv` logger (None without one)."""
+    lc = OmegaConf.select(cfg, "logger.csv", default=None)
+    if lc is None:
+        return None
+    version = lc.get("version")
+    folder = Path(str(lc.save_dir)) / str(lc.get("name") or "")
+    if version not in (None, ""):
+        version = f"version_{version}" if isinstance(version, int) else str(version)
+        folder = folder / version
+    return folder / "metrics.csv"
+
+
+def _read_rows(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    cols = sorted({k for r in rows for k in r})
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, restval="")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write(path, buf.getvalue())
+
+
+def _step(row: dict) -> float:
+    try:
+        return float(row.get("step") or "nan")
+    except ValueError:
+        return float("nan")
+
+
+def keep_metrics_history(metrics: Path | None, resume_step: int) -> int:
+    """Before a resumed run's CSVLogger starts (it deletes metrics.csv): keep its rows.
+
+    The rows of steps before `resume_step` (those after it are recomputed by the resumed run),
+    from metrics.csv and from an earlier resume's history, go to `metrics.before_resume.csv`;
+    `merge_metrics_history` puts them back in front of the new rows. Returns the rows kept.
+    """
+    if metrics is None:
+        return 0
+    hist = metrics.with_name(HISTORY)
+    rows = [r for r in _read_rows(hist) + _read_rows(metrics) if _step(r) < resume_step]
+    if rows:
+        _write_rows(hist, rows)
+    metrics.unlink(missing_ok=True)
+    return len(rows)
+
+
+def merge_metrics_history(metrics: Path | None) -> None:
+    """metrics.csv = the kept history + this run's rows (columns united); the history goes."""
+    if metrics is None:
+        return
+    hist = metrics.with_name(HISTORY)
+    if not hist.exists():
+        return
+    _write_rows(metrics, _read_rows(hist) + _read_rows(metrics))
+    hist.unlink()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 
@@ -9,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.pipeline.targets import model_kind, resolve
 
-__all__ = ["model_tag", "slug"]
+__all__ = ["model_tag", "slug", "sweep_subdir"]
 
 
 def slug(name: str) -> str:
@@ -44,6 +45,24 @@ def model_tag(*, _root_: DictConfig) -> str:
     name = p.stem if p.suffix in (".pt", ".pth", ".pkl", ".ckpt") else p.name
     return f"__{label}-{slug(name)}"
 
+
+def sweep_subdir(override_dirname: str, num) -> str:
+    """`${sweep_subdir:...}`: a sweep job's directory named by its overrides (else its number).
+
+    `hydra.job.override_dirname` (the job's overrides minus `hydra.job.config.override_dirname.
+    exclude_keys`, e.g. `sampler.first_stage=ode,sampler.lambda_threshold=-4`) with `/` made safe;
+    one over 150 characters is cut and ends with a hash of the whole, so names stay unique.
+    """
+    name = str(override_dirname).replace("/", "%2F")
+    if not name:
+        return str(num)
+    if len(name) > 150:
+        name = f"{name[:130]}~{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+    return name
+
+
+if not OmegaConf.has_resolver("sweep_subdir"):
+    OmegaConf.register_new_resolver("sweep_subdir", sweep_subdir)
 
 if not OmegaConf.has_resolver("model_tag"):
     OmegaConf.register_new_resolver("model_tag", model_tag)

@@ -68,6 +68,6 @@ def run(cfg: DictConfig) -> dict:
         extra = {"likelihood": lik, "source": cfg.source}
         if cfg.source == "dataset" and getattr(score, "space", "pixel") == "latent":
             extra["scored_as"] = "images encoded to z = scaling_factor · posterior mean of the VAE"
-        res = write_results(r, merged, shape, logjac, extra, score=score)
+        res = write_results(r, merged, shape, logjac, extra, schedule, score=score)
         print(f"[cartoonist] evaluate took {time.perf_counter() - t:.1f} s")
         return res

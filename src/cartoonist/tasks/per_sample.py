@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import shutil
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from cartoonist.diffusion import bits_per_dim
+from cartoonist.diffusion import bias_bounds, bits_per_dim
 from cartoonist.lit import PartWriter, id_loader, merge_parts
 from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sample_csv
 from cartoonist.pipeline.loggers import build_loggers
@@ -24,6 +25,7 @@ __all__ = [
     "settings_of",
     "rows_of",
     "summarise",
+    "grid_caption",
     "write_results",
 ]
 
@@ -104,22 +106,77 @@ def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float, score=None) 
     return rows
 
 
+QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
+
+
+def _stats(prefix: str, v: torch.Tensor) -> dict:
+    """mean, sd, standard error and the 5/25/50/75/95 % quantiles of a [N] vector."""
+    v = v.double()
+    n = v.numel()
+    sd = float(v.std()) if n > 1 else None  # one sample has no spread
+    out = {f"{prefix}_mean": float(v.mean()), f"{prefix}_sd": sd}
+    out[f"{prefix}_stderr"] = sd / math.sqrt(n) if sd is not None else None
+    for q, val in zip(QUANTILES, torch.quantile(v, torch.tensor(QUANTILES, dtype=v.dtype))):
+        out[f"{prefix}_q{round(q * 100):02d}"] = float(val)
+    return out
+
+
 def summarise(rows: list[dict]) -> dict:
-    """Mean log p (nats) and bits/dim of each estimator."""
+    """Per estimator: log p (nats) and bits/dim statistics, NFE and wall time; the r_0 bounds.
+
+    Keys per estimator `<est>`: `logp_<est>_{mean,sd,stderr,q05,q25,q50,q75,q95}` (nats, of the
+    run's samples under the model), the same for `bpd_<est>` (bits/dim, pixel space),
+    `nfe_<est>_mean` and `wall_s_<est>_total`. Where the run has both Theorem 1's r_0
+    (`sde_tracking`) and the ELBO of the same samples, `r0_bias_{lower,upper,upper_stderr}`: the
+    Theorem 3–4 bounds 0 ≤ E[r_0] − E[log p^SDE] ≤ E[r_0] − E[ELBO] (nats,
+    `cartoonist.diffusion.bias_bounds`).
+    """
     summary: dict = {}
+    by_est: dict = {}
     for est in sorted({r["estimator"] for r in rows}):
-        v = torch.tensor([r["logp_nats"] for r in rows if r["estimator"] == est])
-        b = torch.tensor([r["bpd"] for r in rows if r["estimator"] == est])
-        summary[f"logp_{est}_mean"] = float(v.mean())
-        summary[f"bpd_{est}_mean"] = float(b.mean())
+        mine = sorted((r for r in rows if r["estimator"] == est), key=lambda r: r["sample_id"])
+        by_est[est] = mine
+        summary.update(_stats(f"logp_{est}", torch.tensor([r["logp_nats"] for r in mine])))
+        summary.update(_stats(f"bpd_{est}", torch.tensor([r["bpd"] for r in mine])))
+        summary[f"nfe_{est}_mean"] = sum(r["nfe"] for r in mine) / len(mine)
+        summary[f"wall_s_{est}_total"] = sum(r["wall_s"] for r in mine)
+    r0, el = by_est.get("sde_tracking"), by_est.get("elbo")
+    if r0 and el and [r["sample_id"] for r in r0] == [r["sample_id"] for r in el] and len(r0) > 1:
+        b = bias_bounds(
+            torch.tensor([r["logp_nats"] for r in r0]), torch.tensor([r["logp_nats"] for r in el])
+        )
+        summary.update(
+            r0_bias_lower=b.lower, r0_bias_upper=b.upper, r0_bias_upper_stderr=b.upper_stderr
+        )
     return summary
 
 
+def grid_caption(rows: list[dict], most: int = 16) -> str:
+    """The wandb caption of a sample grid: each sample's id and log p, naming the estimator."""
+    ests = {r["estimator"] for r in rows}
+    est = next((e for e in ("exact", "pf_ode", "tracked", "sde_tracking") if e in ests), None)
+    est = est or (sorted(ests)[0] if ests else None)
+    if est is None:
+        return "samples (no log p)"
+    mine = sorted((r for r in rows if r["estimator"] == est), key=lambda r: r["sample_id"])
+    shown = ", ".join(f"#{r['sample_id']}: {r['logp_nats']:.1f}" for r in mine[:most])
+    more = f", … ({len(mine)} samples)" if len(mine) > most else ""
+    return f"sample id: log p [nats, {est}] — {shown}{more}"
+
+
 def write_results(
-    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None, score=None
+    run,
+    merged: dict,
+    shape,
+    log_jacobian: float,
+    extra: dict | None = None,
+    schedule=None,
+    score=None,
 ) -> dict:
     """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE.
 
+    The summary (`summarise`) also carries n, NFE, wall time and the `schedule`'s λ range; the
+    loggers get its numbers and, on wandb, the per-sample table and the grid with its caption.
     For a latent model (`score.space == "latent"`) samples.pt holds the latents `x` and the
     decoded 8-bit `images` [N, 3, H, W]; grid.png shows the images; summary.json's `density_of`
     says that every log p is of the latent (bits/dim are then per latent dimension).
@@ -150,13 +207,25 @@ def write_results(
                 f"r is not a log-density and is not reported"
             )
     summary.update(
-        n=int(merged["sample_id"].numel()), nfe_mean=float(merged["nfe"].double().mean())
+        n=int(merged["sample_id"].numel()),
+        nfe_mean=float(merged["nfe"].double().mean()),
+        wall_s_total=float(merged["wall_s"].double().sum()),
     )
+    if schedule is not None:  # the model's λ range (a trained model's: the one it learned)
+        summary.update(
+            schedule_lambda_min=float(schedule.lambda_min),
+            schedule_lambda_max=float(schedule.lambda_max),
+        )
+    numbers = {k: v for k, v in summary.items() if isinstance(v, (int, float))}
     for lg in build_loggers(cfg, out):
-        lg.log_metrics({f"{task}/{k}": v for k, v in summary.items()})
+        lg.log_metrics({f"{task}/{k}": v for k, v in numbers.items()})
         if hasattr(lg, "log_table"):
             lg.log_table(key=f"{task}/per_sample", dataframe=pd.DataFrame(rows))
-            lg.log_image(key=f"{task}/samples", images=[str(out / "grid.png")])
+            lg.log_image(
+                key=f"{task}/samples",
+                images=[str(out / "grid.png")],
+                caption=[grid_caption(rows)],
+            )
         lg.finalize("success")
     summary.update(extra or {})
     return run.finish(summary, ["per_sample.csv", "samples.pt", "grid.png"])

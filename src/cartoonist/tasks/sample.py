@@ -44,4 +44,4 @@ def run(cfg: DictConfig) -> dict:
             "sampler": settings_of(cfg, "sampler"),
             "likelihood": settings_of(cfg, "likelihood"),
         }
-        return write_results(r, merged, shape, logjac, extra, score=score)
+        return write_results(r, merged, shape, logjac, extra, schedule, score=score)
