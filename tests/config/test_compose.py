@@ -6,8 +6,9 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from cartoonist.errors import ConfigError
 from cartoonist.pipeline import CONF_DIR, validate
-from tests.helpers.pipeline import compose_cfg
+from tests.helpers.pipeline import compose_cfg, spec_checkpoint
 
 GROUPS = ["dataset", "model", "noise", "sampler", "likelihood", "trainer", "logger", "callbacks"]
 TASK_OF = {"sampler": "sample", "likelihood": "evaluate", "callbacks": "train"}
@@ -43,7 +44,8 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
 
         overrides.append(f"model.path={save_tiny_diffusers(tmp_path / 'ddpm')}")
     elif group == "model" and option != "oracle":
-        overrides.append(f"ckpt_path={Path(__file__)}")  # any existing file passes validation
+        target = f"cartoonist.models.{option.upper() if option == 'mlp' else 'UNet'}"
+        overrides.append(f"ckpt_path={spec_checkpoint(tmp_path / 'c.ckpt', target)}")
     cfg = compose_cfg(task, overrides, tmp_path / "run")
     node = cfg[group]
     if group in ("logger", "callbacks"):
@@ -62,6 +64,10 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         assert sum(p.numel() for p in net.parameters()) > 0
     else:
         assert instantiate(node) is not None
+    if group == "dataset" and option in ("image_folder", "mnist", "cifar10"):
+        with pytest.raises(ConfigError, match="dataset.source.path"):  # an empty folder
+            validate(cfg, task)
+        return
     validate(cfg, task)
 
 

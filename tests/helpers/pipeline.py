@@ -23,3 +23,23 @@ def compose_cfg(task: str, overrides: list[str], out: Path | None = None):
             cfg.paths.output_dir = str(out)
             cfg.paths.output_root = str(out.parent)
     return cfg
+
+
+def spec_checkpoint(
+    path: Path, target: str = "cartoonist.models.UNet", event_shape=(1, 8, 8), **net
+):
+    """A file that reads as a cartoonist training checkpoint's spec (no weights: not loadable).
+
+    Enough for the checks before anything is built (`validate` reads only the spec).
+    """
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "net": {"_target_": target, **net},
+        "noise": {"_target_": "cartoonist.diffusion.losses.TrainingNoise"},
+        "event_shape": list(event_shape),
+        "log_jacobian": 0.0,
+    }
+    torch.save({"cartoonist": spec, "state_dict": {}}, path)
+    return path

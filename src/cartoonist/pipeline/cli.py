@@ -41,8 +41,8 @@ def _compose(task: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def _jobs(task: str, argv: list[str], multirun: bool) -> list[list[str]] | None:
-    """Every job's overrides, as Hydra's basic sweeper will launch them (None: a single run).
+def _jobs(task: str, argv: list[str], multirun: bool) -> list[list[str]] | DictConfig:
+    """Every job's overrides, as Hydra's basic sweeper will launch them (a single run: its cfg).
 
     Inside `initialize_config_dir`. The sweep is `hydra.sweeper.params` (an experiment's) then
     the command line, crossed in that order (`BasicSweeper.split_arguments`).
@@ -56,7 +56,7 @@ def _jobs(task: str, argv: list[str], multirun: bool) -> list[list[str]] | None:
     if not multirun and len(fixed) < len(argv):
         _compose(task, argv)  # a sweep in a single run: Hydra refuses it, so does composition
     if not multirun:
-        return None
+        return cfg
     if OmegaConf.select(cfg, "hydra.sweeper._target_") != _BASIC_SWEEPER:
         return [fixed]  # another sweeper expands its own jobs: check the common config
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
@@ -79,12 +79,13 @@ def preflight(task: str, argv: list[str]) -> None:
     if any(a.startswith("-") for a in argv):
         return
     job: list[str] | None = None
+    jobs: list[list[str]] | DictConfig = []
     try:
         GlobalHydra.instance().clear()
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             jobs = _jobs(task, argv, multirun)
-            if jobs is None:
-                validate(_compose(task, argv), task)
+            if isinstance(jobs, DictConfig):
+                validate(jobs, task)
             else:
                 for job in jobs:
                     validate(_compose(task, job), task)
@@ -92,7 +93,7 @@ def preflight(task: str, argv: list[str]) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         where = ""
-        if job is not None and len(jobs) > 1:
+        if job is not None and not isinstance(jobs, DictConfig) and len(jobs) > 1:
             where = f"multirun job {jobs.index(job)} ({' '.join(job)}): "
         print(f"error: {where}{format_error(e)}", file=sys.stderr)
         raise SystemExit(2) from None

@@ -185,6 +185,8 @@ def check_value(value: Any, typ: Any, check: Check | None, key: str) -> None:
             raise ConfigError(f"{key} must be a list, got {_show(value)}")
         (item,) = typing.get_args(typ) or (Any,)
         each = check if check is not None and check.each else None
+        if each is not None and len(value) == 0:
+            raise ConfigError(f"{key} must be a non-empty list, got []")
         for i, v in enumerate(value):
             check_value(v, item, each, f"{key}[{i}]")
         return
