@@ -98,6 +98,10 @@ class ImageFolder(_Pixels):
             )
         return files
 
+    def names(self) -> list[str]:
+        """Each image's path relative to the folder (POSIX), in the order of `pixels()`."""
+        return [f.relative_to(self.path).as_posix() for f in self.files()]
+
     def pixels(self) -> Tensor:
         """The images as 8-bit values, [N, C, size, size] uint8 (in sorted path order)."""
         from PIL import Image

@@ -9,16 +9,39 @@ from pathlib import Path
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.diffusion import bits_per_dim
+from cartoonist.errors import ConfigError
 from cartoonist.lit import PartWriter, id_loader, merge_parts
 from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sample_csv
 from cartoonist.pipeline.loggers import build_loggers
 from cartoonist.plotting import sample_figure
 
-__all__ = ["predictor", "gather", "settings_of", "rows_of", "summarise", "write_results"]
+__all__ = [
+    "datamodule_of",
+    "predictor",
+    "gather",
+    "settings_of",
+    "rows_of",
+    "summarise",
+    "write_results",
+]
+
+
+def datamodule_of(cfg: DictConfig):
+    """The `dataset` group's data module, set up; its ConfigError (e.g. `dataset.split`, an empty
+    folder) surfaces as itself, not wrapped by Hydra's InstantiationException."""
+    try:
+        dm = instantiate(cfg.dataset)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+    dm.setup()
+    return dm
 
 
 def settings_of(cfg: DictConfig, group: str) -> dict | None:
@@ -32,8 +55,10 @@ def settings_of(cfg: DictConfig, group: str) -> dict | None:
     return {"name": choices.get(group) or group, **settings}
 
 
-def predictor(cfg: DictConfig, out: Path):
+def predictor(cfg: DictConfig, out: Path, n: int | None = None):
     """(Trainer, loader over sample ids 0..n−1) for a `lit.jobs` module; parts go to out/.parts.
+
+    n defaults to `cfg.n_samples`.
 
     Use as `trainer.predict(job, dataloaders=loader, return_predictions=False)`, then `gather`.
     """
@@ -46,7 +71,7 @@ def predictor(cfg: DictConfig, out: Path):
         default_root_dir=str(out),
         inference_mode=False,  # JVP/VJP estimators differentiate through the network
     )
-    return trainer, id_loader(cfg.n_samples, cfg.batch_size)
+    return trainer, id_loader(cfg.n_samples if n is None else n, cfg.batch_size)
 
 
 def gather(trainer, out: Path) -> dict | None:
@@ -60,8 +85,13 @@ def gather(trainer, out: Path) -> dict | None:
     return merged
 
 
-def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict]:
-    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any."""
+def rows_of(
+    merged: dict, seed: int, dim: int, log_jacobian: float, columns: dict | None = None
+) -> list[dict]:
+    """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any.
+
+    `columns` {name: list indexed by sample id} adds per-sample columns (e.g. `file`).
+    """
     rows = []
     for key, val in merged.items():
         if not key.startswith("logp_"):
@@ -80,6 +110,7 @@ def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float) -> list[dict
                     bpd=float(bpd[i]),
                     nfe=int(nfe[i]),
                     wall_s=float(wall[i]),
+                    **{c: vals[sid] for c, vals in (columns or {}).items()},
                 )
             )
     return rows
@@ -97,12 +128,27 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def write_results(
-    run, merged: dict, shape, log_jacobian: float, extra: dict | None = None
+    run,
+    merged: dict,
+    shape,
+    log_jacobian: float,
+    extra: dict | None = None,
+    columns: dict | None = None,
 ) -> dict:
-    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE."""
+    """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE.
+
+    `columns` as `rows_of` (extra per-sample columns of per_sample.csv). A run whose samples
+    have no log p at all says so in one line (and its per_sample.csv has no rows).
+    """
     cfg, out, task = run.cfg, run.out, run.task
     dim = int(merged["x"][0].numel())
-    rows = rows_of(merged, cfg.seed, dim, log_jacobian)
+    rows = rows_of(merged, cfg.seed, dim, log_jacobian, columns)
+    if not rows:
+        print(
+            f"[cartoonist] {task}: no log p was computed for these samples (the sampler tracks "
+            f"none and no likelihood group is set): per_sample.csv has no rows; add e.g. "
+            f"likelihood=pf_ode (or sampler.track_logp=true for sampler=hd)"
+        )
     write_per_sample_csv(out / "per_sample.csv", rows)
     buf = io.BytesIO()
     torch.save({"x": merged["x"], "sample_id": merged["sample_id"]}, buf)
