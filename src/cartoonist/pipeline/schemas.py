@@ -126,7 +126,7 @@ class HDSampler(_Partial):
     lambda_threshold: float = 0.0
     first_stage: FirstStage = FirstStage.ode
     method: str = "euler"
-    track_logp: bool = False
+    track_logp: bool = True  # its log p by default (one JVP per ODE step)
 
 
 @dataclass
