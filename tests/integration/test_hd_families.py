@@ -34,7 +34,13 @@ def test_tracked_log_p_agrees_with_the_exact_one_on_a_mixture():
     xs = {
         "regular SDE": sample_sde(gmm, gmm.schedule, x_T, 300, noise=Keys(0, ids)).x,
         "HD λ_thr=0": hd_sample(
-            gmm, gmm.schedule, x_T, 300, lambda_threshold=0.0, first_stage="sde", noise=Keys(0, ids)
+            gmm,
+            gmm.schedule,
+            x_T,
+            300,
+            lambda_threshold=0.0,
+            first_stage="sde",
+            noise=Keys(0, ids),
         ).x,
     }
     for col, x in xs.items():
@@ -54,8 +60,9 @@ def test_figure_on_the_oracle_and_on_a_diffusers_folder(tmp_path):
         ("oracle", []),
         ("diffusers", ["model=diffusers", f"model.path={folder}"]),
     ):
-        cfg = compose_cfg("figure", ["experiment=hd_families", "debug=smoke"] + extra,
-                          tmp_path / name / "run")
+        cfg = compose_cfg(
+            "figure", ["experiment=hd_families", "debug=smoke"] + extra, tmp_path / name / "run"
+        )
         summary = tasks.figure.run(cfg)
         figs = list((tmp_path / name).rglob("hd_families*.csv"))
         assert len(figs) == 1 and figs[0].with_suffix(".png").exists()

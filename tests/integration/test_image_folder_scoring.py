@@ -112,8 +112,10 @@ def test_bad_folder_settings_fail_in_one_line(images, tmp_path):
         with pytest.raises(ConfigError, match=needle) as e:
             tasks.evaluate.run(compose_cfg("evaluate", _over(root, *extra), tmp_path / "bad"))
         assert len(str(e.value).splitlines()) == 1
-    over = [o if not o.startswith("dataset.source.path") else f"dataset.source.path={empty}"
-            for o in _over(root)]
+    over = [
+        o if not o.startswith("dataset.source.path") else f"dataset.source.path={empty}"
+        for o in _over(root)
+    ]
     with pytest.raises(ConfigError, match="no .png/.jpg images"):
         tasks.evaluate.run(compose_cfg("evaluate", over, tmp_path / "bad2"))
     assert not list((tmp_path).rglob("DONE"))

@@ -7,11 +7,12 @@ How the commands are run (the only liberties taken, all here):
    printed. The download line itself (network) is the only line skipped.
 2. `python` and `make` are bash functions that record each command's argv; the test then runs
    them in order: `python -m cartoonist.<task> ...` as a subprocess with debug-sized overrides
-   *appended* (later overrides win in Hydra: 2 samples, 3 steps) and `trainer=gpu` → `trainer=cpu`,
-   `device=cuda` → `device=cpu` replaced (no GPU here), scripts (`python experiments/...`) from the repository; `make <target>` is
-   expanded with `make -n`, and each cartoonist command it would run is composed and validated
-   (`preflight`) at the printed sizes, not executed (a threshold sweep of 12 jobs); a command with
-   a `<placeholder>` path (data the test does not have, e.g. CIFAR-10) is only expanded.
+   *appended* (later overrides win in Hydra: 2 samples, 3 steps), `trainer=gpu` → `trainer=cpu`
+   and `device=cuda` → `device=cpu` replaced (no GPU here); scripts (`python experiments/...`)
+   from the repository. `make <target>` is expanded with `make -n`, and each cartoonist command
+   it would run is composed and validated (`preflight`) at the printed sizes, not executed (a
+   threshold sweep of 12 jobs); one with a `<placeholder>` path (data the test does not have,
+   e.g. CIFAR-10) is only expanded.
 Each run must succeed and write what the README says: per_sample.csv rows with a log p (an HD run
 included: its log p is on by default), samples, grid, summary, DONE.
 """
@@ -69,7 +70,7 @@ def recorded_commands(cwd: Path) -> list[list[str]]:
     prelude = (
         f'rec() {{ printf "%s\\0" "$@" >> {shlex.quote(str(log))}; printf "\\n" >> '
         f"{shlex.quote(str(log))}; }}\n"
-        "python() { rec python \"$@\"; }\nmake() { rec make \"$@\"; }\nset -e\n"
+        'python() { rec python "$@"; }\nmake() { rec make "$@"; }\nset -e\n'
     )
     r = subprocess.run(
         ["bash", "-c", prelude + "\n".join(lines)], cwd=cwd, capture_output=True, text=True
@@ -87,7 +88,9 @@ def _small(task: str, args: list[str]) -> list[str]:
     for a in args:
         if a.startswith("likelihood=") and a.split("=", 1)[1] in LIK:
             extra += LIK[a.split("=", 1)[1]]
-    args = [a.replace("device=cuda", "device=cpu").replace("trainer=gpu", "trainer=cpu") for a in args]
+    args = [
+        a.replace("device=cuda", "device=cpu").replace("trainer=gpu", "trainer=cpu") for a in args
+    ]
     return args + extra + COMMON
 
 
@@ -102,6 +105,8 @@ def test_readme_pretrained_recipes_run_as_printed(tmp_path):
     cmds = recorded_commands(tmp_path)
     tasks_run = []
     for argv in cmds:
+        if argv[0] == "make":
+            continue  # test_readme_make_recipes_expand_and_validate
         if argv[0] == "python" and argv[1] == "-m":
             task = argv[2].split(".")[-1]
             args = _small(task, argv[3:])
@@ -136,19 +141,32 @@ def test_readme_pretrained_recipes_run_as_printed(tmp_path):
             )
             assert r.returncode == 0, f"{shlex.join(argv)}\n{r.stderr[-3000:]}"
             assert (tmp_path / "outputs" / "figures" / "fig4_r0_ode_elbo.csv").exists()
-        else:  # make <target> ARGS=...: what it would run composes and validates
-            r = subprocess.run(
-                ["make", "-n", "-C", str(REPO), "-o", ".venv/.installed", "PY=python", *argv[1:]],
-                env=ENV,
-                capture_output=True,
-                text=True,
-            )
-            assert r.returncode == 0, f"{shlex.join(argv)}\n{r.stderr}"
-            for line in r.stdout.splitlines():
-                words = shlex.split(line)
-                if any(re.search(r"<[^>]+>", w) for w in words):
-                    continue  # a <placeholder> path the user fills in
-                if words[:2] == ["python", "-m"] and words[2].startswith("cartoonist."):
-                    task = words[2].split(".")[1]
-                    preflight(task, [w.replace("trainer=gpu", "trainer=cpu") for w in words[3:]])
     assert tasks_run.count("sample") >= 3 and tasks_run.count("evaluate") >= 2
+
+
+def test_readme_make_recipes_expand_and_validate(tmp_path):
+    """`make <target> ARGS=...` of the block: `make -n` expands it, and every cartoonist command
+    it would run composes and validates (`preflight`) as printed, `trainer=gpu` aside."""
+    save_tiny_diffusers(tmp_path / "ddpm-cifar10-32")
+    makes = [argv for argv in recorded_commands(tmp_path) if argv[0] == "make"]
+    assert {a[1] for a in makes} >= {"hd_threshold", "png_size", "fig1_hd_samples", "hd_families"}
+    checked = 0
+    for argv in makes:
+        r = subprocess.run(
+            ["make", "-n", "-C", str(REPO), "-o", ".venv/.installed", "PY=python", *argv[1:]],
+            env=ENV,
+            capture_output=True,
+            text=True,
+        )
+        assert r.returncode == 0, f"{shlex.join(argv)}\n{r.stderr}"
+        for line in r.stdout.splitlines():
+            if re.search(r"<[^>]+>", line):
+                continue  # a <placeholder> path the user fills in
+            words = shlex.split(line)
+            if words[:2] == ["python", "-m"] and words[2].startswith("cartoonist."):
+                preflight(
+                    words[2].split(".")[1],
+                    [w.replace("trainer=gpu", "trainer=cpu") for w in words[3:]],
+                )
+                checked += 1
+    assert checked >= 3

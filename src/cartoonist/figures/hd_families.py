@@ -36,7 +36,7 @@ def hd_families(
     learned=None,
     probes: int = 1,
 ) -> FigureData:
-    """n regular and n HD samples per threshold from the same noise, each with its log p.
+    """N regular and n HD samples per threshold from the same noise, each with its log p.
 
     Args:
         source: image source of the default exact oracle (a mixture of PPCA fitted to it);
@@ -56,12 +56,13 @@ def hd_families(
     """
     if learned is None:
         if source is None:
-            raise ValueError("hd_families needs an image source for the oracle (or a learned model)")
+            raise ValueError(
+                "hd_families needs an image source for the oracle (or a learned model)"
+            )
         gmm, data = fit_image_oracle(source, components, rank, iters, seed)
         score, sch, shape = gmm, gmm.schedule, tuple(data.shape[1:])
-        model, logjac, kind, dtype, device = f"{source.name} oracle", float(source.log_jacobian), (
-            "exact"
-        ), torch.float64, "cpu"
+        model, logjac, kind = f"{source.name} oracle", float(source.log_jacobian), "exact"
+        dtype, device = torch.float64, "cpu"
     else:
         score, sch, shape = learned.score, learned.schedule, tuple(learned.event_shape)
         model, logjac, kind = learned.name, float(learned.log_jacobian), "tracked"

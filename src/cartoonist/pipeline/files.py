@@ -41,8 +41,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def write_per_sample_csv(path: Path, rows: list[dict]) -> None:
-    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s, then any
-    further per-sample columns of the rows (e.g. `file`), in the order they first appear."""
+    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s, extras.
+
+    Extras: any further per-sample columns of the rows (e.g. `file`), in first-seen order.
+    """
     cols = ["sample_id", "seed", "estimator", "logp_nats", "bpd", "nfe", "wall_s"]
     cols += list(dict.fromkeys(k for r in rows for k in r if k not in cols))
     buf = io.StringIO()

@@ -32,8 +32,11 @@ __all__ = [
 
 
 def datamodule_of(cfg: DictConfig):
-    """The `dataset` group's data module, set up; its ConfigError (e.g. `dataset.split`, an empty
-    folder) surfaces as itself, not wrapped by Hydra's InstantiationException."""
+    """The `dataset` group's data module, set up.
+
+    Its ConfigError (e.g. `dataset.split`, an empty folder) surfaces as itself, not wrapped by
+    Hydra's InstantiationException.
+    """
     try:
         dm = instantiate(cfg.dataset)
     except InstantiationException as e:
