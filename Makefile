@@ -85,6 +85,12 @@ hd_threshold: $(STAMP) ## Algorithm 1 threshold sweep (Hydra multirun, digits or
 	$(PY) -m cartoonist.sample experiment=hd_threshold $(ARGS) $(HD_ARGS)
 	$(PY) experiments/hd_threshold/plot.py $(ARGS)
 
+# ARGS="model=diffusers model.path=<folder> device=cuda" (or model=edm ..., ckpt_path=...): that
+# model's HD samples at compute.thresholds beside its regular samples of the same noise, each with
+# its tracked log p; outputs named hd_families__<model>.
+hd_families: $(STAMP) ## HD samples at several thresholds beside regular ones (same noise), each with log p (digits oracle or ARGS="model=...")
+	$(PY) -m cartoonist.figure experiment=hd_families $(ARGS)
+
 # Quick oracle figures first, then the trained models (once), then the figures that use them.
 FIGURES := fig3_tracking fig5_mode_tracking png_size hd_threshold fig-models fig4_r0_ode_elbo \
 	fig1_hd_samples
@@ -132,4 +138,4 @@ clean-outputs: ## Delete outputs/ (asks first)
 
 .PHONY: bench bench-deps bench-quick gpu-check
 .PHONY: help install demo smoke fig1_hd_samples fig3_tracking fig5_mode_tracking hd_threshold \
-	png_size fig4_r0_ode_elbo fig-models figures smoke-figures train-digits sync-wandb test test-slow test-all clean clean-outputs
+	png_size hd_families fig4_r0_ode_elbo fig-models figures smoke-figures train-digits sync-wandb test test-slow test-all clean clean-outputs

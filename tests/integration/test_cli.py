@@ -40,7 +40,8 @@ def test_sample_smoke_writes_outputs_and_skips_when_done(tmp_path):
     for name in ("per_sample.csv", "samples.pt", "grid.png", "summary.json", "DONE"):
         assert (out / name).exists(), name
     rows = _csv(out / "per_sample.csv")
-    assert {r["estimator"] for r in rows} == {"exact"} and len(rows) == 8
+    # the oracle's exact log p, and the one HD sampling tracks (on by default: track_logp=true)
+    assert {r["estimator"] for r in rows} == {"exact", "tracked"} and len(rows) == 16
     assert summary["n"] == 8
     mtime = (out / "per_sample.csv").stat().st_mtime
     assert tasks.sample.run(cfg) == summary  # rerun: DONE → skipped

@@ -99,6 +99,10 @@ class ImageFolder(_Pixels):
             )
         return files
 
+    def names(self) -> list[str]:
+        """Each image's path relative to the folder (POSIX), in the order of `pixels()`."""
+        return [f.relative_to(self.path).as_posix() for f in self.files()]
+
     def check(self) -> None:
         """Structural check before any compute: a folder with images that open and verify.
 

@@ -41,12 +41,12 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
 
 
 def write_per_sample_csv(path: Path, rows: list[dict]) -> None:
-    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s, ...
+    """The per-sample table: sample_id, seed, estimator, logp_nats, bpd, nfe, wall_s, extras.
 
-    Further columns the rows carry (e.g. condition, density_of) follow, in their order.
+    Extras: any further per-sample columns of the rows (e.g. `file`), in first-seen order.
     """
     cols = ["sample_id", "seed", "estimator", "logp_nats", "bpd", "nfe", "wall_s"]
-    cols += [k for k in (rows[0] if rows else {}) if k not in cols]
+    cols += list(dict.fromkeys(k for r in rows for k in r if k not in cols))
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=cols)
     w.writeheader()

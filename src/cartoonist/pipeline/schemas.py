@@ -186,7 +186,7 @@ class HDSampler(_Partial):
     lambda_threshold: float = 0.0  # in the schedule's [λ_min, λ_max): cross-field (validate)
     first_stage: FirstStage = FirstStage.ode
     method: str = choice("euler", ODE_METHODS)
-    track_logp: bool = False
+    track_logp: bool = True  # its log p by default (one JVP per ODE step)
 
 
 @dataclass

@@ -17,6 +17,7 @@ __all__ = [
     "plot_fig3_tracking",
     "plot_fig4_r0_ode_elbo",
     "plot_fig5_mode_tracking",
+    "plot_hd_families",
     "plot_hd_threshold",
     "plot_png_size",
 ]
@@ -239,5 +240,35 @@ def plot_fig4_r0_ode_elbo(df: pd.DataFrame):
             ax.set_xlabel(f"{label[xa]} (nats)")
             ax.set_ylabel(f"{label[ya]} (nats)")
             ax.set_title(model, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def plot_hd_families(df: pd.DataFrame):
+    """Rows: samples (one noise each); columns: regular SDE, then HD at each λ_thr.
+
+    Under each image its log p_{λ_max} (nats, the model's space) and bits/dim; the row label says
+    which estimator (exact on an oracle, tracked along the sampler: Theorem 1 / Lemma).
+    """
+    import numpy as np
+
+    kinds = {"exact": "exact log p", "tracked": "log p tracked along the sampler"}
+    cols = list(dict.fromkeys(df.column))
+    n = int(df["sample"].max()) + 1
+    fig, axes = plt.subplots(n, len(cols), figsize=(1.6 * len(cols), 1.7 * n + 0.6), squeeze=False)
+    for _, row in df.iterrows():
+        shape = [int(v) for v in str(row["shape"]).split("x")]
+        k = np.array([int(v) for v in str(row.pixels).split()], dtype=np.uint8).reshape(shape)
+        ax = axes[int(row["sample"]), cols.index(row.column)]
+        if len(shape) == 3:
+            img = np.moveaxis(k, 0, -1)
+            ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=255)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_xlabel(f"{row.logp:.0f} nats\n{row.bpd:.2f} bits/dim", fontsize=7)
+        if int(row["sample"]) == 0:
+            ax.set_title(row.column, fontsize=8)
+    kind = kinds.get(str(df.logp_kind.iloc[0]), str(df.logp_kind.iloc[0]))
+    fig.suptitle(f"{df.model.iloc[0]}: same noise per row; {kind}", fontsize=8)
     fig.tight_layout()
     return fig

@@ -10,16 +10,19 @@ from pathlib import Path
 import pandas as pd
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.diffusion import bias_bounds, bits_per_dim
+from cartoonist.errors import ConfigError
 from cartoonist.lit import PartWriter, id_loader, merge_parts
 from cartoonist.pipeline.files import atomic_write, save_figure, write_per_sample_csv
 from cartoonist.pipeline.loggers import build_loggers
 from cartoonist.plotting import sample_figure
 
 __all__ = [
+    "datamodule_of",
     "predictor",
     "gather",
     "settings_of",
@@ -28,6 +31,22 @@ __all__ = [
     "grid_caption",
     "write_results",
 ]
+
+
+def datamodule_of(cfg: DictConfig):
+    """The `dataset` group's data module, set up.
+
+    Its ConfigError (e.g. `dataset.split`, an empty folder) surfaces as itself, not wrapped by
+    Hydra's InstantiationException.
+    """
+    try:
+        dm = instantiate(cfg.dataset)
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+    dm.setup()
+    return dm
 
 
 def settings_of(cfg: DictConfig, group: str) -> dict | None:
@@ -41,8 +60,10 @@ def settings_of(cfg: DictConfig, group: str) -> dict | None:
     return {"name": choices.get(group) or group, **settings}
 
 
-def predictor(cfg: DictConfig, out: Path):
+def predictor(cfg: DictConfig, out: Path, n: int | None = None):
     """(Trainer, loader over sample ids 0..n−1) for a `lit.jobs` module; parts go to out/.parts.
+
+    n defaults to `cfg.n_samples`.
 
     Use as `trainer.predict(job, dataloaders=loader, return_predictions=False)`, then `gather`.
     """
@@ -55,7 +76,7 @@ def predictor(cfg: DictConfig, out: Path):
         default_root_dir=str(out),
         inference_mode=False,  # JVP/VJP estimators differentiate through the network
     )
-    return trainer, id_loader(cfg.n_samples, cfg.batch_size)
+    return trainer, id_loader(cfg.n_samples if n is None else n, cfg.batch_size)
 
 
 def gather(trainer, out: Path) -> dict | None:
@@ -69,11 +90,19 @@ def gather(trainer, out: Path) -> dict | None:
     return merged
 
 
-def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float, score=None) -> list[dict]:
+def rows_of(
+    merged: dict,
+    seed: int,
+    dim: int,
+    log_jacobian: float,
+    score=None,
+    columns: dict | None = None,
+) -> list[dict]:
     """One row per (estimator, sample); an estimator's own `nfe_<name>`/`wall_s_<name>` if any.
 
     A model that says what its density is of (`score.density_of`, e.g. a latent model) adds a
     `density_of` column, and a conditional one (`score.condition_of(ids)`) a `condition` column.
+    `columns` {name: list indexed by sample id} adds further per-sample columns (e.g. `file`).
     """
     rows = []
     ids = merged["sample_id"].tolist()
@@ -97,6 +126,7 @@ def rows_of(merged: dict, seed: int, dim: int, log_jacobian: float, score=None) 
                     bpd=float(bpd[i]),
                     nfe=int(nfe[i]),
                     wall_s=float(wall[i]),
+                    **{c: vals[sid] for c, vals in (columns or {}).items()},
                 )
             )
             if conditions is not None:
@@ -172,6 +202,7 @@ def write_results(
     extra: dict | None = None,
     schedule=None,
     score=None,
+    columns: dict | None = None,
 ) -> dict:
     """per_sample.csv, samples.pt, grid.png and summary.json (with `extra`), then DONE.
 
@@ -180,10 +211,18 @@ def write_results(
     For a latent model (`score.space == "latent"`) samples.pt holds the latents `x` and the
     decoded 8-bit `images` [N, 3, H, W]; grid.png shows the images; summary.json's `density_of`
     says that every log p is of the latent (bits/dim are then per latent dimension).
+    `columns` as `rows_of`. A run whose samples have no log p at all says so in one line
+    (and its per_sample.csv has no rows).
     """
     cfg, out, task = run.cfg, run.out, run.task
     dim = int(merged["x"][0].numel())
-    rows = rows_of(merged, cfg.seed, dim, log_jacobian, score)
+    rows = rows_of(merged, cfg.seed, dim, log_jacobian, score, columns)
+    if not rows:
+        print(
+            f"[cartoonist] {task}: no log p was computed for these samples (the sampler tracks "
+            f"none and no likelihood group is set): per_sample.csv has no rows; add e.g. "
+            f"likelihood=pf_ode (or sampler.track_logp=true for sampler=hd)"
+        )
     write_per_sample_csv(out / "per_sample.csv", rows)
     buf = io.BytesIO()
     saved = {"x": merged["x"], "sample_id": merged["sample_id"]}
