@@ -19,6 +19,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.types import RunMode
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from cartoonist.errors import format_error
@@ -27,7 +28,6 @@ from cartoonist.pipeline.validate import validate
 __all__ = ["CONF_DIR", "RUNNING", "preflight", "entry_point"]
 
 CONF_DIR = Path(__file__).resolve().parents[3] / "conf"
-_BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"
 # True while a task runs from the command line: its ConfigError is printed as one line, exit 2.
 RUNNING = False
 
@@ -57,7 +57,8 @@ def _jobs(task: str, argv: list[str], multirun: bool) -> list[list[str]] | DictC
         _compose(task, argv)  # a sweep in a single run: Hydra refuses it, so does composition
     if not multirun:
         return cfg
-    if OmegaConf.select(cfg, "hydra.sweeper._target_") != _BASIC_SWEEPER:
+    sweeper = get_class(OmegaConf.select(cfg, "hydra.sweeper._target_"))
+    if not issubclass(sweeper, BasicSweeper):
         return [fixed]  # another sweeper expands its own jobs: check the common config
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
     batches = BasicSweeper.split_arguments(parser.parse_overrides(params + argv), None)

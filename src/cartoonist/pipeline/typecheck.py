@@ -1,9 +1,10 @@
 """Every key of a composed config against its schema: type, range, known key; one line each.
 
 `check_config(cfg, task)` walks the config from the task's top-level schema
-(`schemas.TASK_SCHEMAS`): a group node (dataset, model, trainer, each callback and logger, ...) is
-checked against the schema of its `_target_` (`schemas.TARGET_SCHEMAS`), or the structured type
-it was composed onto (sampler, likelihood, noise). Rules, each a `ConfigError` naming the full key:
+(`run_schemas.TASK_SCHEMAS`): a group node (dataset, model, trainer, each callback and logger,
+...) is checked against the schema of its `_target_` (`run_schemas.TARGET_SCHEMAS`), or the
+structured type it was composed onto (sampler, likelihood, noise). Rules, each a `ConfigError`
+naming the full key:
 
 * a key no schema declares is refused (`+n_sample=16`, `+model.foo=1`); a schema marked
   `passthrough` (Lightning's Trainer, callbacks, loggers) also lets through any other argument
@@ -35,7 +36,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from cartoonist.diffusion.integrators import ODE_METHODS
 from cartoonist.errors import ConfigError, format_error
 from cartoonist.pipeline import schemas
-from cartoonist.pipeline.schemas import TARGET_SCHEMAS, TASK_SCHEMAS, Check
+from cartoonist.pipeline.run_schemas import TARGET_SCHEMAS, TASK_SCHEMAS
+from cartoonist.pipeline.schemas import Check
 from cartoonist.pipeline.targets import resolve
 
 __all__ = ["check_config", "check_overrides", "command_line", "schema_of"]
