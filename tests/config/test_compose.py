@@ -40,6 +40,20 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         from tests.helpers.pretrained import save_tiny_diffusers
 
         overrides.append(f"model.path={save_tiny_diffusers(tmp_path / 'ddpm')}")
+    elif group == "model" and option == "stable_diffusion":
+        pytest.importorskip("transformers")
+        from tests.helpers.latent import save_tiny_sd
+
+        overrides += [f"model.path={save_tiny_sd(tmp_path / 'sd', latent=2)}", "model.prompt=a"]
+    elif group == "model" and option == "sd3":
+        pytest.importorskip("diffusers")
+        from tests.helpers.latent import save_sd3_embeds, save_tiny_sd3
+
+        emb = save_sd3_embeds(tmp_path / "emb.safetensors")
+        overrides += [
+            f"model.path={save_tiny_sd3(tmp_path / 'sd3')}",
+            f"model.prompt_embeds={emb}",
+        ]
     elif group == "model" and option != "oracle":
         overrides.append(f"ckpt_path={Path(__file__)}")  # any existing file passes validation
     cfg = compose_cfg(task, overrides, tmp_path / "run")
@@ -49,7 +63,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         assert objs
     elif group == "trainer" and option == "gpu" and not torch.cuda.is_available():
         assert node.accelerator == "gpu"  # composes; instantiating needs a GPU
-    elif group == "model" and option in ("diffusers", "edm"):
+    elif group == "model" and option in ("diffusers", "edm", "stable_diffusion", "sd3"):
         score = instantiate(node).load()  # a pretrained model: loads offline, gives a score
         x = torch.zeros(2, *score.event_shape)
         assert score(x, torch.zeros(2)).shape == x.shape and cfg.dataset._target_.endswith(
