@@ -37,12 +37,29 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
     if (group, option) in (("model", "edm"), ("dataset", "none")):
         overrides += EDM  # dataset=none: a pretrained model brings the shape
     elif group == "model" and option == "network":
-        overrides += ["model.path=tests.helpers.pretrained:TinyEpsNet", "model.event_shape=[1,4,4]"]
+        overrides += [
+            "model.path=tests.helpers.pretrained:TinyEpsNet",
+            "model.event_shape=[1,4,4]",
+        ]
     elif group == "model" and option == "diffusers":
         pytest.importorskip("diffusers")
         from tests.helpers.pretrained import save_tiny_diffusers
 
         overrides.append(f"model.path={save_tiny_diffusers(tmp_path / 'ddpm')}")
+    elif group == "model" and option == "stable_diffusion":
+        pytest.importorskip("transformers")
+        from tests.helpers.latent import save_tiny_sd
+
+        overrides += [f"model.path={save_tiny_sd(tmp_path / 'sd', latent=2)}", "model.prompt=a"]
+    elif group == "model" and option == "sd3":
+        pytest.importorskip("diffusers")
+        from tests.helpers.latent import save_sd3_embeds, save_tiny_sd3
+
+        emb = save_sd3_embeds(tmp_path / "emb.safetensors")
+        overrides += [
+            f"model.path={save_tiny_sd3(tmp_path / 'sd3')}",
+            f"model.prompt_embeds={emb}",
+        ]
     elif group == "model" and option != "oracle":
         target = f"cartoonist.models.{option.upper() if option == 'mlp' else 'UNet'}"
         overrides.append(f"ckpt_path={spec_checkpoint(tmp_path / 'c.ckpt', target)}")
@@ -53,7 +70,7 @@ def test_option_composes_and_instantiates(group, option, tmp_path):
         assert objs
     elif group == "trainer" and option == "gpu" and not torch.cuda.is_available():
         assert node.accelerator == "gpu"  # composes; instantiating needs a GPU
-    elif group == "model" and option in ("diffusers", "edm", "network"):
+    elif group == "model" and option in ("diffusers", "edm", "network", "stable_diffusion", "sd3"):
         score = instantiate(node).load()  # a pretrained model: loads offline, gives a score
         x = torch.zeros(2, *score.event_shape)
         assert score(x, torch.zeros(2)).shape == x.shape and cfg.dataset._target_.endswith(

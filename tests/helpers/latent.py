@@ -133,3 +133,91 @@ def save_tiny_sd(
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1"}
     (folder / "model_index.json").write_text(json.dumps(index))
     return folder
+
+
+# -- SD3-style (flow-matching transformer) folders --------------------------------------------
+SD3_JOINT = 16  # joint_attention_dim E of prompt_embeds
+SD3_POOLED = 16  # pooled_projection_dim E' of pooled_prompt_embeds
+SD3_LEN = 5  # token length L of the precomputed embeddings
+
+
+def tiny_sd3_transformer(latent: int = 8, channels: int = 4, seed: int = 0):
+    """A one-layer SD3Transformer2DModel on channels×latent×latent latents (patch 2)."""
+    from diffusers import SD3Transformer2DModel
+
+    torch.manual_seed(seed)
+    return SD3Transformer2DModel(
+        sample_size=latent,
+        patch_size=2,
+        in_channels=channels,
+        num_layers=1,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=SD3_JOINT,
+        caption_projection_dim=16,
+        pooled_projection_dim=SD3_POOLED,
+        out_channels=channels,
+        pos_embed_max_size=latent,
+    ).eval()
+
+
+def save_tiny_sd3(
+    folder: Path,
+    latent: int = 8,
+    channels: int = 4,
+    shift: float = 3.0,
+    num_train_timesteps: int = 1000,
+    skip: tuple[str, ...] = (),
+    seed: int = 0,
+) -> Path:
+    """Write a tiny SD3 folder (transformer/, vae/ with a shift_factor, scheduler/)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def vae(p):
+        torch.manual_seed(seed)
+        AutoencoderKL(
+            in_channels=3,
+            out_channels=3,
+            latent_channels=channels,
+            block_out_channels=(4, 4, 4, 4),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            layers_per_block=1,
+            norm_num_groups=2,
+            sample_size=8 * latent,
+            scaling_factor=1.5305,
+            shift_factor=0.0609,
+        ).save_pretrained(p)
+
+    parts = {
+        "transformer": lambda p: tiny_sd3_transformer(latent, channels, seed).save_pretrained(p),
+        "vae": vae,
+        "scheduler": lambda p: FlowMatchEulerDiscreteScheduler(
+            num_train_timesteps=num_train_timesteps, shift=shift
+        ).save_pretrained(p),
+    }
+    for name, save in parts.items():
+        if name not in skip:
+            save(folder / name)
+    index = {"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": "0.42.1"}
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def save_sd3_embeds(path: Path, n: int = 2, negative: bool = True, seed: int = 0) -> Path:
+    """A .safetensors file of random precomputed SD3 embeddings (n prompts, ± negatives)."""
+    from safetensors.torch import save_file
+
+    g = torch.Generator().manual_seed(seed)
+    t = {
+        "prompt_embeds": torch.randn(n, SD3_LEN, SD3_JOINT, generator=g),
+        "pooled_prompt_embeds": torch.randn(n, SD3_POOLED, generator=g),
+    }
+    if negative:
+        t["negative_prompt_embeds"] = torch.randn(1, SD3_LEN, SD3_JOINT, generator=g)
+        t["negative_pooled_prompt_embeds"] = torch.randn(1, SD3_POOLED, generator=g)
+    save_file(t, str(path))
+    return Path(path)

@@ -32,6 +32,7 @@ from cartoonist.diffusion.score import (
     NonFiniteScoreError,
     posterior_mean,
     score_from_eps,
+    score_from_flow,
     score_from_v,
     score_from_x0,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "sample_ode",
     "sample_sde",
     "score_from_eps",
+    "score_from_flow",
     "score_from_v",
     "score_from_x0",
     "split_steps",

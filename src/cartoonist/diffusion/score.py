@@ -7,6 +7,7 @@ With x = α x_0 + σ ε (digest §2.1):
     ε-prediction:   s = −ε̂ / σ
     x0-prediction:  s = (α x̂_0 − x) / σ²
     v-prediction:   v = α ε − σ x_0  ⇒  ε̂ = (σ x + α v̂) / (α² + σ²),  s = −ε̂ / σ
+    flow velocity:  u = ε − x_0      ⇒  ε̂ = (x + α û) / (α + σ),        s = −ε̂ / σ
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ __all__ = [
     "score_from_eps",
     "score_from_x0",
     "score_from_v",
+    "score_from_flow",
     "posterior_mean",
     "CountedScore",
     "NonFiniteScoreError",
@@ -77,6 +79,28 @@ def score_from_v(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) ->
         a, s = _bcast(schedule.alpha(lam), x), _bcast(schedule.sigma(lam), x)
         eps = (s * x + a * net(x, lam)) / (a * a + s * s)
         return -eps / s
+
+    return score
+
+
+def score_from_flow(net: Callable[[Tensor, Tensor], Tensor], schedule: Schedule) -> ScoreFn:
+    """Score from a flow-matching (rectified-flow) velocity network û ≈ ε − x_0.
+
+    With x = α x_0 + σ ε and x_0 = ε − u: x = (α + σ) ε − α u, so ε̂ = (x + α û)/(α + σ) and
+    s = −ε̂/σ. On the linear path of `Flow` (α = 1 − t, σ = t, α + σ = 1) this is
+
+        s = −(x + (1 − t) û)/t,   x̂_0 = x − t û,   ε̂ = x + (1 − t) û,
+
+    and û = dx_t/dt is the PF-ODE velocity in t (SD3 / `FlowMatchEulerDiscreteScheduler`).
+
+    Args:
+        net: callable (x [B, ...], lam [B]) -> û [B, ...].
+        schedule: the schedule the network was trained with (`Flow` for SD3-style models).
+    """
+
+    def score(x: Tensor, lam: Tensor) -> Tensor:
+        a, s = _bcast(schedule.alpha(lam), x), _bcast(schedule.sigma(lam), x)
+        return -(x + a * net(x, lam)) / ((a + s) * s)
 
     return score
 

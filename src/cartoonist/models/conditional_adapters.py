@@ -73,19 +73,27 @@ _CONVERT = {"epsilon": score_from_eps, "v_prediction": score_from_v, "sample": s
 
 
 class LatentCodec(nn.Module):
-    """The VAE between images x ∈ [−1, 1]^{3×H×W} and scaled latents z = c · E(x).
+    """The VAE between images x ∈ [−1, 1]^{3×H×W} and scaled latents z = c · (E(x) − b).
 
     Args:
         vae: module with `encode(x).latent_dist.mean` (or `.mean`, or a tensor) and
             `decode(u).sample` (or a tensor), as a diffusers `AutoencoderKL`.
         scaling_factor: c.
         downsampling: image side / latent side (8 for SD's VAE).
+        shift_factor: b (the VAE config's `shift_factor`: 0 for SD 1.x/2.x, e.g. 0.0609 for SD3).
     """
 
-    def __init__(self, vae: nn.Module, scaling_factor: float, downsampling: int = 8):
+    def __init__(
+        self,
+        vae: nn.Module,
+        scaling_factor: float,
+        downsampling: int = 8,
+        shift_factor: float = 0.0,
+    ):
         super().__init__()
         self.vae = vae
         self.scaling_factor, self.downsampling = float(scaling_factor), int(downsampling)
+        self.shift_factor = float(shift_factor)
 
     def _dtype(self, x: Tensor) -> torch.dtype:
         p = next(self.vae.parameters(), None)
@@ -93,16 +101,17 @@ class LatentCodec(nn.Module):
 
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
-        """Latents z = c · mean of q(z | x) (deterministic), [B, 4, H/8, W/8], images' dtype."""
+        """Latents z = c · (mean of q(z | x) − b) (deterministic), [B, C, H/8, W/8]."""
         out = self.vae.encode(images.to(self._dtype(images)))
         dist = getattr(out, "latent_dist", out)
         mean = getattr(dist, "mean", dist)
-        return (self.scaling_factor * mean).to(images.dtype)
+        return (self.scaling_factor * (mean - self.shift_factor)).to(images.dtype)
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
-        """Images x = D(z / c) clamped to [−1, 1], [B, 3, H, W] in z's dtype."""
-        out = self.vae.decode((z / self.scaling_factor).to(self._dtype(z)))
+        """Images x = D(z / c + b) clamped to [−1, 1], [B, 3, H, W] in z's dtype."""
+        u = z / self.scaling_factor + self.shift_factor
+        out = self.vae.decode(u.to(self._dtype(z)))
         x = getattr(out, "sample", out)
         return x.clamp(-1, 1).to(z.dtype)
 

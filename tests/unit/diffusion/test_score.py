@@ -20,6 +20,7 @@ from cartoonist import (
     score_from_v,
     score_from_x0,
 )
+from cartoonist.diffusion import score_from_flow
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore:`torch.jit.script` is deprecated:DeprecationWarning"
@@ -72,7 +73,7 @@ SCHEDULES = {"VP": VP(-8.0, 8.0), "Flow": Flow(-8.0, 8.0)}
 
 
 @pytest.mark.parametrize("name", list(SCHEDULES))
-@pytest.mark.parametrize("kind", ["eps", "x0", "v"])
+@pytest.mark.parametrize("kind", ["eps", "x0", "v", "flow"])
 def test_converters_reproduce_oracle_score(name, kind):
     sch = SCHEDULES[name]
     oracle = _oracle(sch)
@@ -81,6 +82,7 @@ def test_converters_reproduce_oracle_score(name, kind):
         "eps": score_from_eps(eps_net, sch),
         "x0": score_from_x0(x0_net, sch),
         "v": score_from_v(v_net, sch),
+        "flow": score_from_flow(lambda x, lam: eps_net(x, lam) - x0_net(x, lam), sch),
     }[kind]
     x, lam = _points(sch)
     ref = oracle.score(x, lam)
@@ -104,6 +106,9 @@ def test_v_net_consistent_with_definition():
     score = score_from_v(lambda xx, ll: v, sch)
     torch.testing.assert_close(score(x, lam), -eps / s, rtol=1e-12, atol=1e-12)
     score = score_from_x0(lambda xx, ll: x0, sch)
+    torch.testing.assert_close(score(x, lam), -eps / s, rtol=1e-10, atol=1e-10)
+    # a flow-velocity net that knows them (u = ε − x0, SD3's target) does too
+    score = score_from_flow(lambda xx, ll: eps - x0, sch)
     torch.testing.assert_close(score(x, lam), -eps / s, rtol=1e-10, atol=1e-10)
     score = score_from_eps(lambda xx, ll: eps, sch)
     torch.testing.assert_close(score(x, lam), -eps / s, rtol=1e-14, atol=0)
