@@ -41,6 +41,10 @@ def _compose(task: str, overrides: list[str]) -> DictConfig:
     return cfg
 
 
+def _qualified(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
 def _jobs(task: str, argv: list[str], multirun: bool) -> list[list[str]] | DictConfig:
     """Every job's overrides, as Hydra's basic sweeper will launch them (a single run: its cfg).
 
@@ -57,8 +61,10 @@ def _jobs(task: str, argv: list[str], multirun: bool) -> list[list[str]] | DictC
         _compose(task, argv)  # a sweep in a single run: Hydra refuses it, so does composition
     if not multirun:
         return cfg
+    # Hydra's plugin scan imports its plugin modules anew, so the class is compared by its
+    # qualified name (`is` would fail for the very BasicSweeper).
     sweeper = get_class(OmegaConf.select(cfg, "hydra.sweeper._target_"))
-    if not issubclass(sweeper, BasicSweeper):
+    if _qualified(sweeper) != _qualified(BasicSweeper):
         return [fixed]  # another sweeper expands its own jobs: check the common config
     params = [f"{k}={v}" for k, v in (cfg.hydra.sweeper.params or {}).items()]
     batches = BasicSweeper.split_arguments(parser.parse_overrides(params + argv), None)

@@ -143,13 +143,14 @@ class ModelCheckpointConfig:
     """conf/callbacks/default.yaml's checkpoint; any other ModelCheckpoint argument passes."""
 
     passthrough: ClassVar[bool] = True
-    _target_: str = "lightning.pytorch.callbacks.ModelCheckpoint"
+    _target_: str = "cartoonist.pipeline.checkpoints.AtomicModelCheckpoint"
     dirpath: Optional[str] = "${paths.output_dir}/checkpoints"
     filename: str = "step_{step:07d}"
     auto_insert_metric_name: bool = False
     save_last: bool = True
     save_top_k: int = at_least(-1, -1)
     every_n_train_steps: Optional[int] = at_least(500, 0)
+    enable_version_counter: bool = False
 
 
 @dataclass
