@@ -119,11 +119,11 @@ bench-quick: bench-deps ## The benchmarks at small sizes (a few minutes on 2 cor
 gpu-check: $(STAMP) bench-deps ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2/Q7 at GPU sizes (~3 min) → outputs/bench/*_cuda.json; skips without CUDA
 	CARTOONIST_BENCH_DIR=$(OUT)/bench PY=$(PY) bash benchmarks/gpu_check.sh
 
-test: $(STAMP) ## Run the fast test suite (< 3 min on 2 cores)
-	$(PY) -m pytest -q -m "not slow"
+test: $(STAMP) ## Run the fast test suite (~10 min on 2 cores)
+	$(PY) -m pytest -q -m "not slow and not long"
 
 test-slow: $(STAMP) ## Run only the slow numerical checks
-	$(PY) -m pytest -q -m slow
+	$(PY) -m pytest -q -m "slow and not long"
 
 test-all: $(STAMP) ## Run every test, slow ones included
 	$(PY) -m pytest -q

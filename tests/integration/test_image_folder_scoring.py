@@ -105,7 +105,7 @@ def test_bad_folder_settings_fail_in_one_line(images, tmp_path):
     empty.mkdir()
     cases = [
         (["dataset.split=test"], "dataset.split"),
-        (["dataset.val_fraction=1.0"], "dataset.split=all"),
+        (["dataset.val_fraction=1.0"], "dataset.val_fraction"),
         (["n_samples=6"], "n_samples=6 exceeds the 5"),
     ]
     for extra, needle in cases:

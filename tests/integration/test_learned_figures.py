@@ -149,7 +149,10 @@ def test_hd_threshold_collector_keeps_the_exact_log_p_of_the_oracle(tmp_path, mo
     args += [f"paths.output_root={tmp_path}"]
     _sample_cli(["experiment=hd_threshold_baseline"] + args, monkeypatch)
     _sample_cli(["experiment=hd_threshold"] + args + ["sampler.lambda_threshold=0"], monkeypatch)
-    hd = _csv(tmp_path / "sample" / "hd_threshold" / "0" / "per_sample.csv")
+    (job,) = [
+        d for d in (tmp_path / "sample" / "hd_threshold").iterdir() if "first_stage=ode" in d.name
+    ]
+    hd = _csv(job / "per_sample.csv")
     assert {r["estimator"] for r in hd} == {"exact"}  # the oracle's samples are not re-scored
     runpy.run_path(str(ROOT / "experiments" / "hd_threshold" / "plot.py"))["main"]([str(tmp_path)])
     m = json.loads((tmp_path / "figures" / "hd_threshold.json").read_text())

@@ -64,7 +64,8 @@ def test_cli_sample_sde_tracked_and_hd(folder, tmp_path):
         + [f"paths.output_root={tmp_path}"],
     )
     assert r.returncode == 0, r.stderr[-3000:]
-    sde, hd = tmp_path / "sample" / "adhoc" / "0", tmp_path / "sample" / "adhoc" / "1"
+    jobs = {d.name.rsplit("sampler=", 1)[-1]: d for d in (tmp_path / "sample" / "adhoc").iterdir()}
+    sde, hd = jobs["sde"], jobs["hd"]  # job directories are named by their overrides
     rows = _csv(sde / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"tracked"} and len(rows) == 4
     D = 3 * 8 * 8

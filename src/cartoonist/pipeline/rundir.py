@@ -138,6 +138,8 @@ def check_fingerprint(out: Path, cfg: DictConfig, task: str, done: bool) -> bool
     diff = _differing(old.get("config", {}), flat)
     if not done and diff and set(diff) <= set(RESUMABLE.get(task, ())):
         return True  # a longer training of the same run
+    if not done and task != "train":
+        return True  # an unfinished sample/evaluate has nothing to resume: the new config owns it
     shown = ", ".join(
         f"{k}: {_show(old.get('config', {}).get(k, '<unset>'))} → {_show(flat.get(k, '<unset>'))}"
         for k in diff[:3]

@@ -33,7 +33,8 @@ def test_tracks_log_density_on_gmm(gmm2d, vp8):
     assert res.nfe == 1000  # zero extra evaluations: one score call per step
     # digest §7.1: > 0.95 at 1000 steps. That is this toy's population value itself
     # (Euler–Maruyama's per-sample error, σ ≈ 0.35 nats against a 1.08-nat spread of log p):
-    # seeds 0–5 at 8000 samples gave 0.9485–0.9517 (mean 0.9505) with the former CPU streams and 0.9491–0.9522 (mean
+    # seeds 0–5 at 8000 samples gave 0.9485–0.9517 (mean 0.9505) with the former CPU streams and
+    # 0.9491–0.9522 (mean
     # 0.9501) with Philox, a spread matching the estimate's standard error (1 − ρ²)/√n ≈ 0.0011.
     # So the claim is tested as ρ ≥ 0.95 within 3 standard errors of the estimate.
     se = (1 - 0.95**2) / math.sqrt(8000)
