@@ -24,11 +24,12 @@ from cartoonist.diffusion.contract import (
     resolve_grid,
 )
 from cartoonist.diffusion.divergence import score_and_laplacian
-from cartoonist.diffusion.integrators import integrate_ode
+from cartoonist.diffusion.integrators import SIGMA_METHOD, integrate_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule
 from cartoonist.diffusion.score import CountedScore, as_counted, lam_batch
+from cartoonist.diffusion.sigma_solver import integrate_sigma
 
 __all__ = ["log_density_drift", "ode_log_prob_along", "run_ode"]
 
@@ -117,6 +118,22 @@ def run_ode(
         sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend
     )
     acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) if track_logp else None
+    if method == SIGMA_METHOD:
+        plain = log_density_drift(sc, schedule, velocity, False, divergence, probes)
+        x, delta, traj = integrate_sigma(
+            drift,
+            plain,
+            schedule,
+            x,
+            float(grid[0]),
+            float(grid[-1]),
+            acc=acc0,
+            rtol=opts.rtol,
+            atol=opts.atol,
+            score=sc,
+            record=record,
+        )
+        return _finish(x, delta, traj, logp_init, sc)
     x, delta, traj = integrate_ode(
         drift,
         x,
@@ -128,6 +145,10 @@ def run_ode(
         score=sc,
         record=record,
     )
+    return _finish(x, delta, traj, logp_init, sc)
+
+
+def _finish(x, delta, traj, logp_init, sc) -> tuple[SampleResult, Tensor | None]:
     lp = None
     if logp_init is not None:
         lp = logp_init + delta

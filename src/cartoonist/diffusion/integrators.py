@@ -25,7 +25,9 @@ __all__ = [
     "integrate_ode",
     "check_grid",
     "FIXED_METHODS",
+    "GENERIC_METHODS",
     "ODE_METHODS",
+    "SIGMA_METHOD",
     "check_state",
     "show_progress",
     "step_range",
@@ -56,9 +58,12 @@ def step_range(n: int):
 
 Drift = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor | None]"]
 FIXED_METHODS = ("euler", "heun")
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun", "tsit5")
+_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+# Our σ̄-time Dormand–Prince with the Gaussian control variate (`sigma_solver`); it needs the
+# schedule, so `run_ode` runs it (the ODE family: PF-ODE likelihood and sampling, HD-ODE).
+SIGMA_METHOD = "adaptive"
 # Every method name accepted: ours, then torchdiffeq's fixed-grid and adaptive solvers.
-ODE_METHODS = (
+GENERIC_METHODS = (
     FIXED_METHODS
     + (
         "rk4",
@@ -69,6 +74,7 @@ ODE_METHODS = (
     )
     + _ADAPTIVE
 )
+ODE_METHODS = GENERIC_METHODS + (SIGMA_METHOD,)
 
 
 def check_grid(grid, schedule=None, increasing: bool | None = None, name: str = "grid") -> Tensor:
@@ -134,8 +140,13 @@ def integrate_ode(
     if acc is not None and (not isinstance(acc, Tensor) or acc.shape != (x.shape[0],)):
         got = tuple(acc.shape) if isinstance(acc, Tensor) else type(acc).__name__
         raise ValueError(f"acc must be a [{x.shape[0]}] tensor (one value per sample), got {got}")
-    if method not in ODE_METHODS:
-        raise ValueError(f"method must be one of {ODE_METHODS}, got {method!r}")
+    if method not in GENERIC_METHODS:
+        if method == SIGMA_METHOD:
+            raise ValueError(
+                "method='adaptive' needs the schedule: it runs through the ODE family "
+                "(ode_log_prob, sample_ode, hd_ode), not integrate_ode"
+            )
+        raise ValueError(f"method must be one of {GENERIC_METHODS}, got {method!r}")
     if method in FIXED_METHODS:
         return _fixed(drift, x, grid, acc, method, score, record)
     return _torchdiffeq(drift, x, grid, acc, method, rtol, atol, record)

@@ -25,7 +25,6 @@ import torch
 from torch import Tensor
 
 from cartoonist.diffusion.contract import (
-    ODE_METHODS,
     check_choice,
     check_inputs,
     check_lambda_value,
@@ -33,7 +32,7 @@ from cartoonist.diffusion.contract import (
     span_grid,
 )
 from cartoonist.diffusion.divergence import FixedProbes
-from cartoonist.diffusion.integrators import integrate_ode
+from cartoonist.diffusion.integrators import GENERIC_METHODS, integrate_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule
@@ -171,7 +170,7 @@ def track_mode(
     """
     y0 = check_inputs(x, schedule, noise)
     check_choice(solver, ("exact", "cg"), "solver")
-    check_choice(method, ODE_METHODS, "method")
+    check_choice(method, GENERIC_METHODS, "method")
     if laplacian_probes is not None and (
         isinstance(laplacian_probes, bool)
         or not isinstance(laplacian_probes, int)
@@ -374,7 +373,7 @@ def sample_mode_tracking(
 
     x = check_inputs(x, schedule, noise)
     lambda_t = check_lambda_value(schedule, lambda_t, "lambda_t")
-    check_choice(method, ODE_METHODS, "method")
+    check_choice(method, GENERIC_METHODS, "method")
     sde_grid = resolve_grid(schedule, sde_steps, None, schedule.lambda_min, lambda_t, True)
     resolve_grid(schedule, steps, None, lambda_t, schedule.lambda_max, True)
     x_t = sample_sde(score, schedule, x, grid=sde_grid, noise=noise, track_logp=False)
