@@ -29,13 +29,7 @@ from torch import Tensor
 
 from cartoonist.diffusion.any_ode import Velocity, ode_log_prob_along
 from cartoonist.diffusion.contract import check_choice, check_inputs, initial_logp
-from cartoonist.diffusion.high_density import (
-    HD_VELOCITY,
-    _split_grid,
-    check_threshold,
-    hd_sample,
-    split_steps,
-)
+from cartoonist.diffusion.high_density import HD_VELOCITY, _stage_grids, hd_sample
 from cartoonist.diffusion.ode_likelihood import PF_VELOCITY, sample_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import next_stage
@@ -163,15 +157,8 @@ def guided_hd_sample(
         raise ValueError("guided_hd_sample tracks log p(x | c); without it run hd_sample")
     check_choice(first_stage, ("ode",), "first_stage (guided, log p tracked)")
     x = check_inputs(x, schedule, noise)
-    lo, hi = schedule.lambda_min, schedule.lambda_max
-    thr = check_threshold(schedule, lambda_threshold)
-    if grid is None:
-        n1, n2 = split_steps(schedule, thr, steps)
-        grid2 = schedule.grid(n2, thr, hi)
-        grid1 = grid2[:1] if n1 == 0 else schedule.grid(n1, lo, thr)
-    else:
-        grid1, grid2 = _split_grid(schedule, grid, thr)
-        n1 = grid1.numel() - 1
+    grid1, grid2 = _stage_grids(schedule, lambda_threshold, steps, grid)
+    n1 = grid1.numel() - 1
     lp = initial_logp(schedule, x, grid1, logp_init, True)
     common = dict(method=method, divergence=divergence, probes=probes, backend=backend)
     if n1 == 0:

@@ -138,6 +138,21 @@ def _split_grid(schedule: Schedule, grid, thr: float) -> tuple[Tensor, Tensor]:
     return grid[: k + 1], grid[k:]
 
 
+def _stage_grids(schedule: Schedule, lambda_threshold, steps, grid) -> tuple[Tensor, Tensor]:
+    """Algorithm 1's two λ grids: [λ_min, λ_thr] and [λ_thr, λ_max] (float64).
+
+    From the step budget (`split_steps`) or an explicit `grid` through λ_thr (`_split_grid`).
+    An empty first stage (λ_thr = λ_min) is the one-point grid [λ_thr].
+    """
+    thr = check_threshold(schedule, lambda_threshold)
+    if grid is not None:
+        return _split_grid(schedule, grid, thr)
+    n1, n2 = split_steps(schedule, thr, steps)
+    grid2 = schedule.grid(n2, thr, schedule.lambda_max)
+    grid1 = grid2[:1] if n1 == 0 else schedule.grid(n1, schedule.lambda_min, thr)
+    return grid1, grid2
+
+
 def hd_sample(
     score,
     schedule: Schedule,
@@ -183,15 +198,8 @@ def hd_sample(
     x = check_inputs(x, schedule, noise)
     check_choice(first_stage, ("ode", "sde"), "first_stage")
     check_ode_options(method, divergence, probes, backend)
-    lo, hi = schedule.lambda_min, schedule.lambda_max
-    thr = check_threshold(schedule, lambda_threshold)
-    if grid is None:
-        n1, n2 = split_steps(schedule, thr, steps)
-        grid2 = schedule.grid(n2, thr, hi)
-        grid1 = grid2[:1] if n1 == 0 else schedule.grid(n1, lo, thr)
-    else:
-        grid1, grid2 = _split_grid(schedule, grid, thr)
-        n1, n2 = grid1.numel() - 1, grid2.numel() - 1
+    grid1, grid2 = _stage_grids(schedule, lambda_threshold, steps, grid)
+    n1, n2 = grid1.numel() - 1, grid2.numel() - 1
     lp = initial_logp(schedule, x, grid1, logp_init, track_logp)
     common = dict(noise=noise, track_logp=track_logp, logp_init=lp, record=record)
     if n1 == 0:  # λ_thr = λ_min (t = T): no first stage

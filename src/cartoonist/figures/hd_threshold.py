@@ -52,6 +52,26 @@ def _mean_se(s: pd.Series) -> tuple[float, float]:
     return float(s.mean()), float(s.std() / math.sqrt(len(s)))
 
 
+def _row(method, stage, thr, estimator, s, gain=0.0, gain_se=0.0, gain_bpd=0.0) -> dict:
+    """One summary row of the samples `s` (columns logp_nats, bpd), with the gain given."""
+    mean, se = _mean_se(s.logp_nats)
+    bpd, bpd_se = _mean_se(s.bpd)
+    return dict(
+        method=method,
+        first_stage=stage,
+        lambda_threshold=thr,
+        estimator=estimator,
+        mean_logp=mean,
+        se=se,
+        gain=gain,
+        gain_se=gain_se,
+        mean_bpd=bpd,
+        bpd_se=bpd_se,
+        gain_bpd=gain_bpd,
+        n=len(s),
+    )
+
+
 def summarise_hd_threshold(per_sample: pd.DataFrame, estimator: str = "exact") -> FigureData:
     """Mean log p per (first stage, threshold) and the paired gain over the regular sampler.
 
@@ -75,26 +95,10 @@ def summarise_hd_threshold(per_sample: pd.DataFrame, estimator: str = "exact") -
         for m, g in per_sample[per_sample.method != "hd"].groupby("method")
     }
     for m, s in base.items():
-        mean, se = _mean_se(s.logp_nats)
-        bpd, bpd_se = _mean_se(s.bpd)
-        data.rows.append(
-            dict(
-                method=m,
-                first_stage="",
-                lambda_threshold=float("nan"),
-                estimator=estimator,
-                mean_logp=mean,
-                se=se,
-                gain=0.0,
-                gain_se=0.0,
-                mean_bpd=bpd,
-                bpd_se=bpd_se,
-                gain_bpd=0.0,
-                n=len(s),
-            )
-        )
-        data.metrics[f"mean_logp_{m}"] = mean
-        data.metrics[f"mean_bpd_{m}"] = bpd
+        row = _row(m, "", float("nan"), estimator, s)
+        data.rows.append(row)
+        data.metrics[f"mean_logp_{m}"] = row["mean_logp"]
+        data.metrics[f"mean_bpd_{m}"] = row["mean_bpd"]
     hd = per_sample[per_sample.method == "hd"]
     all_positive = True
     for (stage, thr), g in hd.groupby(["first_stage", "lambda_threshold"]):
@@ -106,26 +110,10 @@ def summarise_hd_threshold(per_sample: pd.DataFrame, estimator: str = "exact") -
             d = s - ref.reindex(s.index)
         gain, gse = _mean_se(d.logp_nats)
         all_positive &= gain > 0
-        mean, se = _mean_se(s.logp_nats)
-        bpd, bpd_se = _mean_se(s.bpd)
-        data.rows.append(
-            dict(
-                method="hd",
-                first_stage=stage,
-                lambda_threshold=float(thr),
-                estimator=estimator,
-                mean_logp=mean,
-                se=se,
-                gain=gain,
-                gain_se=gse,
-                mean_bpd=bpd,
-                bpd_se=bpd_se,
-                gain_bpd=float(d.bpd.mean()),
-                n=len(s),
-            )
-        )
-        data.metrics[f"mean_logp_hd_{stage}_{thr:g}"] = mean
+        row = _row("hd", stage, float(thr), estimator, s, gain, gse, float(d.bpd.mean()))
+        data.rows.append(row)
+        data.metrics[f"mean_logp_hd_{stage}_{thr:g}"] = row["mean_logp"]
         data.metrics[f"gain_hd_{stage}_{thr:g}"] = gain
-        data.metrics[f"mean_bpd_hd_{stage}_{thr:g}"] = bpd
+        data.metrics[f"mean_bpd_hd_{stage}_{thr:g}"] = row["mean_bpd"]
     data.metrics["hd_beats_regular_at_every_threshold"] = bool(all_positive)
     return data

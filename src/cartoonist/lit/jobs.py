@@ -39,6 +39,11 @@ def _clock(desc: str, wall: list) -> Iterator[None]:
     wall.append(time.perf_counter() - t)
 
 
+def _uint8_images(img: Tensor) -> Tensor:
+    """8-bit images k = round((x + 1) · 127.5) of images x in [−1, 1] (clamped), uint8."""
+    return ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
 def _name(fn) -> str:
     return getattr(getattr(fn, "func", fn), "__name__", "job")
 
@@ -98,7 +103,7 @@ class _IdJob(L.LightningModule):
             return None
         with torch.no_grad():
             img = self.score.decode(x.to(self._where()))
-        return ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        return _uint8_images(img)
 
     @staticmethod
     def _per_sample(n: int, nfe: int, wall: float) -> tuple[Tensor, Tensor]:
@@ -231,7 +236,7 @@ class EvaluateJob(_IdJob):
         else:
             x = self.data[ids].to(dtype=self.dtype_).to(self._where())
             if getattr(self.score, "space", "pixel") == "latent":  # images → z (posterior mean)
-                out["images"] = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+                out["images"] = _uint8_images(x)
                 x = self.score.encode(x)
         if self.estimator is not None:
             with torch.enable_grad(), _clock(_name(self.estimator), wall):

@@ -6,7 +6,9 @@
 - adapters to a score in log-SNR time: `adapters` (our networks, EDM denoisers) and
   `diffusers_adapters` (diffusers UNets, discrete-time or continuous σ);
 - loaders of pretrained files: `diffusers` (model=diffusers), `edm` (model=edm), `pretrained`
-  (their base class and file checks); `checkpoint` (our training checkpoints, plain data only);
+  (their base class and file checks), `diffusers_folders` (the checks of diffusers folders and
+  the base of the latent pipelines `stable_diffusion` and `sd3`); `checkpoint` (our training
+  checkpoints, plain data only);
 - `oracle`: model=oracle, the exact mixture of a data set;
 - your own network: `score_of_network` (`network_adapters`: prediction, time input and schedule
   conventions, with the λ conversions) and model=network (`network`); per-sample class labels of

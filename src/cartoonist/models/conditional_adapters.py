@@ -47,7 +47,9 @@ log p(z | c) of the conditional model (w = 1), the model whose score s_c is:
 
 **Conditions per sample.** `for_samples(ids)` binds e_{ids mod P} (the guided score, as the
 sampler uses it) and `conditional_of(ids)` the w = 1 score (what the estimators use); both look
-the condition up by sample id, so a sample's numbers do not depend on its batch.
+the condition up by sample id, so a sample's numbers do not depend on its batch. These and the
+guidance are `ConditionalLatentScore` and `GuidedBound`, shared with the flow-matching latent
+transformer (`cartoonist.models.flow_adapters`).
 """
 
 from __future__ import annotations
@@ -65,9 +67,11 @@ from cartoonist.models.diffusers_adapters import (
     DiscreteTimeMap,
     _contiguous_group_norm_inputs,
     _math_attention,
+    _output_tensor,
+    _param_dtype,
 )
 
-__all__ = ["LatentCodec", "TextLatentScore"]
+__all__ = ["LatentCodec", "ConditionalLatentScore", "TextLatentScore"]
 
 _CONVERT = {"epsilon": score_from_eps, "v_prediction": score_from_v, "sample": score_from_x0}
 
@@ -95,14 +99,10 @@ class LatentCodec(nn.Module):
         self.scaling_factor, self.downsampling = float(scaling_factor), int(downsampling)
         self.shift_factor = float(shift_factor)
 
-    def _dtype(self, x: Tensor) -> torch.dtype:
-        p = next(self.vae.parameters(), None)
-        return p.dtype if p is not None else x.dtype
-
     @torch.no_grad()
     def encode(self, images: Tensor) -> Tensor:
         """Latents z = c · (mean of q(z | x) − b) (deterministic), [B, C, H/8, W/8]."""
-        out = self.vae.encode(images.to(self._dtype(images)))
+        out = self.vae.encode(images.to(_param_dtype(self.vae, images)))
         dist = getattr(out, "latent_dist", out)
         mean = getattr(dist, "mean", dist)
         return (self.scaling_factor * (mean - self.shift_factor)).to(images.dtype)
@@ -111,7 +111,7 @@ class LatentCodec(nn.Module):
     def decode(self, z: Tensor) -> Tensor:
         """Images x = D(z / c + b) clamped to [−1, 1], [B, 3, H, W] in z's dtype."""
         u = z / self.scaling_factor + self.shift_factor
-        out = self.vae.decode(u.to(self._dtype(z)))
+        out = self.vae.decode(u.to(_param_dtype(self.vae, z)))
         x = getattr(out, "sample", out)
         return x.clamp(-1, 1).to(z.dtype)
 
@@ -125,39 +125,47 @@ class _CondUNet(nn.Module):
         _contiguous_group_norm_inputs(net)
 
     def forward(self, z: Tensor, t: Tensor, emb: Tensor) -> Tensor:
-        p = next(self.net.parameters(), None)
-        dtype = p.dtype if p is not None else z.dtype
+        dtype = _param_dtype(self.net, z)
         with _math_attention(self.math_attention):
             out = self.net(
                 z.to(dtype),
                 t.to(device=z.device, dtype=torch.float32),
                 encoder_hidden_states=emb.to(device=z.device, dtype=dtype),
             )
-        out = out.sample if hasattr(out, "sample") else out
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        return out[:, : z.shape[1]].to(z.dtype)
+        return _output_tensor(out)[:, : z.shape[1]].to(z.dtype)
 
 
-class _Bound:
-    """The score of one batch's samples: (z [B, *event_shape], λ) -> s [B, *event_shape]."""
+class GuidedBound:
+    """The score of one batch's samples: (z [B, *event_shape], λ) -> s [B, *event_shape].
 
-    def __init__(self, module: "TextLatentScore", emb: Tensor, guidance: float):
+    Guidance mixes the network outputs of the conditional branch (`_cond`, the samples'
+    conditions `emb` [B, ...]) and the unconditional one (`_uncond`) at the network time
+    `module.network_time(λ)`: out_w = out_u + w (out_c − out_u), the guided score (module
+    docstring); `convert` ((z, λ) -> output, schedule) -> score turns it into a score.
+    """
+
+    def __init__(self, module: "ConditionalLatentScore", emb: Tensor, guidance: float, convert):
         self.module, self.emb, self.guidance = module, emb, float(guidance)
-        self._score = _CONVERT[module.prediction_type](self._output, module.schedule)
+        self._score = convert(self._output, module.schedule)
+
+    def _cond(self, z: Tensor, t: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def _uncond(self, z: Tensor, t: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def _output(self, z: Tensor, lam: Tensor) -> Tensor:
-        m = self.module
         if z.shape[0] != self.emb.shape[0]:
             raise ValueError(
                 f"the score is bound to {self.emb.shape[0]} samples, got a batch of {z.shape[0]}"
             )
-        t = m.network_time(lam)
+        t = self.module.network_time(lam)
         if self.guidance == 0.0:  # the unconditional model
-            return m.unet(z, t, m.negative_embeds.expand(z.shape[0], -1, -1))
-        out_c = m.unet(z, t, self.emb)
+            return self._uncond(z, t)
+        out_c = self._cond(z, t)
         if self.guidance == 1.0:
             return out_c
-        out_u = m.unet(z, t, m.negative_embeds.expand(z.shape[0], -1, -1))
+        out_u = self._uncond(z, t)
         return out_u + self.guidance * (out_c - out_u)  # = guided score (module docstring)
 
     def __call__(self, z: Tensor, lam) -> Tensor:
@@ -169,7 +177,87 @@ class _Bound:
         return self._score(z, _lam(lam, z))
 
 
-class TextLatentScore(ScoreModule):
+class ConditionalLatentScore(ScoreModule):
+    """Base of the text-conditional latent scores: conditions per sample, guidance, the VAE.
+
+    A subclass calls `_set_conditions` in its `__init__` and gives `network_time(λ)` and
+    `_bind(sample_ids, w)`, the `GuidedBound` of the samples' conditions (module docstring).
+    """
+
+    space = "latent"
+
+    def _set_conditions(
+        self,
+        codec: LatentCodec,
+        prompt_embeds: Tensor,
+        prompts: Sequence[str],
+        guidance_scale: float,
+        density_of: str,
+    ) -> None:
+        """The VAE, the [P, L, E] embeddings and their P names, w and the density's name."""
+        self.codec = codec
+        self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
+        self.prompts = list(prompts)
+        self.guidance_scale = float(guidance_scale)
+        self.density_of = density_of
+        f = codec.downsampling
+        self.image_shape = (3, self.event_shape[1] * f, self.event_shape[2] * f)
+
+    def network_time(self, lam: Tensor) -> Tensor:
+        """The network's time input for log-SNR λ [B] (float64)."""
+        raise NotImplementedError
+
+    def _bind(self, sample_ids: Sequence[int], guidance: float) -> GuidedBound:
+        raise NotImplementedError
+
+    def _rows(self, sample_ids: Sequence[int]) -> Tensor:
+        ids = torch.as_tensor(list(sample_ids), dtype=torch.long)
+        return ids.remainder(self.prompt_embeds.shape[0]).to(self.prompt_embeds.device)
+
+    def for_samples(self, sample_ids: Sequence[int], guidance: float | None = None) -> Callable:
+        """Score of samples `sample_ids` under their conditions, guided with scale `guidance`.
+
+        The default is the model's `guidance_scale`: the score the sampler follows.
+        """
+        w = self.guidance_scale if guidance is None else float(guidance)
+        return self._bind(sample_ids, w)
+
+    def conditional_of(self, sample_ids: Sequence[int]) -> Callable:
+        """The conditional model's score s_c (w = 1): the density every log p is of."""
+        return self.for_samples(sample_ids, guidance=1.0)
+
+    def unconditional_of(self, sample_ids: Sequence[int]) -> Callable:
+        """The unconditional score s_u (the negative prompt's; w = 0) of the samples."""
+        return self.for_samples(sample_ids, guidance=0.0)
+
+    def condition_of(self, sample_ids: Sequence[int]) -> list[str]:
+        """Each sample's condition (its prompt, or the name of its embedding row)."""
+        return [self.prompts[int(i)] for i in self._rows(sample_ids).tolist()]
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Images [B, 3, H, W] in [−1, 1] of latents z [B, C, h, w] (VAE decoder)."""
+        return self.codec.decode(z)
+
+    def encode(self, images: Tensor) -> Tensor:
+        """Scaled latents z = c · (E(x) − b) [B, C, h, w] of images in [−1, 1] (posterior mean)."""
+        return self.codec.encode(images)
+
+
+class _Bound(GuidedBound):
+    """A UNet's guided score: conditions are the text embeddings (encoder_hidden_states)."""
+
+    def __init__(self, module: "TextLatentScore", emb: Tensor, guidance: float):
+        super().__init__(module, emb, guidance, _CONVERT[module.prediction_type])
+
+    def _cond(self, z: Tensor, t: Tensor) -> Tensor:
+        return self.module.unet(z, t, self.emb)
+
+    def _uncond(self, z: Tensor, t: Tensor) -> Tensor:
+        m = self.module
+        return m.unet(z, t, m.negative_embeds.expand(z.shape[0], -1, -1))
+
+
+class TextLatentScore(ConditionalLatentScore):
     """Score of a text-conditional latent UNet (SD 1.x ε, SD 2.x v) on the scaled latent z.
 
     Args:
@@ -187,8 +275,6 @@ class TextLatentScore(ScoreModule):
         timestep: "interpolate" or "nearest" (see `DiscreteTimeMap`).
         math_attention: math SDPA kernel (JVP-based estimators need it).
     """
-
-    space = "latent"
 
     def __init__(
         self,
@@ -220,14 +306,8 @@ class TextLatentScore(ScoreModule):
         super().__init__(VP(time.lambda_min, time.lambda_max), event_shape, 0.0)
         self.time, self.timestep_mode, self.prediction_type = time, timestep, prediction_type
         self.unet = _CondUNet(unet, math_attention)
-        self.codec = codec
-        self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
+        self._set_conditions(codec, prompt_embeds, prompts, guidance_scale, density_of)
         self.register_buffer("negative_embeds", negative_embeds.detach(), persistent=False)
-        self.prompts = list(prompts)
-        self.guidance_scale = float(guidance_scale)
-        self.density_of = density_of
-        f = codec.downsampling
-        self.image_shape = (3, self.event_shape[1] * f, self.event_shape[2] * f)
         self._score = _Bound(self, self.prompt_embeds[:1], 1.0)._score
 
     def network_time(self, lam: Tensor) -> Tensor:
@@ -235,39 +315,10 @@ class TextLatentScore(ScoreModule):
         t = self.time.timestep(lam)
         return t.round() if self.timestep_mode == "nearest" else t
 
-    def _rows(self, sample_ids: Sequence[int]) -> Tensor:
-        ids = torch.as_tensor(list(sample_ids), dtype=torch.long)
-        return ids.remainder(self.prompt_embeds.shape[0]).to(self.prompt_embeds.device)
-
     def forward(self, z: Tensor, lam) -> Tensor:
         """Conditional score (w = 1) of prompt 0 for every row (unbound use)."""
         emb = self.prompt_embeds[:1].expand(z.shape[0], -1, -1)
         return _Bound(self, emb, 1.0)(z, lam)
 
-    def for_samples(self, sample_ids: Sequence[int], guidance: float | None = None) -> Callable:
-        """Score of samples `sample_ids` under their prompts, guided with scale `guidance`.
-
-        The default is the model's `guidance_scale`: the score the sampler follows.
-        """
-        w = self.guidance_scale if guidance is None else float(guidance)
-        return _Bound(self, self.prompt_embeds[self._rows(sample_ids)], w)
-
-    def conditional_of(self, sample_ids: Sequence[int]) -> Callable:
-        """The conditional model's score s_c (w = 1): the density every log p is of."""
-        return self.for_samples(sample_ids, guidance=1.0)
-
-    def unconditional_of(self, sample_ids: Sequence[int]) -> Callable:
-        """The unconditional score s_u (the negative prompt's; w = 0) of the samples."""
-        return self.for_samples(sample_ids, guidance=0.0)
-
-    def condition_of(self, sample_ids: Sequence[int]) -> list[str]:
-        """Each sample's condition (its prompt), human-readable."""
-        return [self.prompts[int(i)] for i in self._rows(sample_ids).tolist()]
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Images [B, 3, H, W] in [−1, 1] of latents z [B, 4, h, w] (VAE decoder)."""
-        return self.codec.decode(z)
-
-    def encode(self, images: Tensor) -> Tensor:
-        """Scaled latents z = c · E(x) [B, 4, h, w] of images in [−1, 1] (posterior mean)."""
-        return self.codec.encode(images)
+    def _bind(self, sample_ids: Sequence[int], guidance: float) -> _Bound:
+        return _Bound(self, self.prompt_embeds[self._rows(sample_ids)], guidance)

@@ -11,9 +11,15 @@ from cartoonist.errors import ConfigError
 from cartoonist.models.adapters import ScoreModule
 from cartoonist.models.class_labels import ClassLabels
 from cartoonist.models.diffusers_adapters import DiscreteUNetScore, SigmaUNetScore
+from cartoonist.models.diffusers_folders import (
+    WEIGHTS,
+    check_choice,
+    check_weights,
+    model_folder,
+    scheduler_from_config,
+)
 from cartoonist.models.pretrained import (
     PretrainedModel,
-    _check_safetensors,
     _event_shape,
     _read_json,
     _root_cause,
@@ -23,8 +29,7 @@ from cartoonist.models.pretrained import (
 __all__ = ["DiffusersModel"]
 
 _WEIGHTS = (
-    "diffusion_pytorch_model.safetensors",
-    "diffusion_pytorch_model.bin",
+    *WEIGHTS,
     "diffusion_pytorch_model.safetensors.index.json",
     "diffusion_pytorch_model.bin.index.json",
 )
@@ -66,11 +71,7 @@ class DiffusersModel(PretrainedModel):
     prompt: Any = None  # refused: a UNet2DModel takes no text (model=stable_diffusion does)
 
     def _dirs(self) -> tuple[Path, Path]:
-        root = Path(str(self.path)).expanduser()
-        if not root.exists():
-            raise ConfigError(f"model.path does not exist: {self.path}")
-        if not root.is_dir():
-            raise ConfigError(f"model.path is not a folder (model=diffusers): {self.path}")
+        root = model_folder(self.path, self.kind)
         unet = root / "unet" if (root / "unet" / "config.json").is_file() else root
         if not (unet / "config.json").is_file():
             raise ConfigError(f"model.path has no config.json (nor unet/config.json): {self.path}")
@@ -95,11 +96,8 @@ class DiffusersModel(PretrainedModel):
                 f"(pixel-space, unconditional or class-conditional; a Stable Diffusion folder is "
                 f"model=stable_diffusion): {self.path}"
             )
-        weights = [unet_dir / w for w in _WEIGHTS if (unet_dir / w).is_file()]
-        if not weights:
-            raise ConfigError(f"model.path has no diffusion_pytorch_model weights: {unet_dir}")
-        if weights[0].suffix == ".safetensors":
-            _check_safetensors(weights[0])
+        missing = f"model.path has no diffusion_pytorch_model weights: {unet_dir}"
+        check_weights(unet_dir, _WEIGHTS, missing)
         if "_class_name" not in sched:
             raise ConfigError(f"model.path: {sched_file} has no _class_name")
         return unet_dir, unet, sched
@@ -112,12 +110,8 @@ class DiffusersModel(PretrainedModel):
                 "Stable Diffusion folder is model=stable_diffusion"
             )
         _, unet, sched = self._configs()
-        if self.timestep not in ("interpolate", "nearest"):
-            raise ConfigError(
-                f"model.timestep must be interpolate or nearest, got {self.timestep!r}"
-            )
-        if self.attention not in ("math", "default"):
-            raise ConfigError(f"model.attention must be math or default, got {self.attention!r}")
+        check_choice("timestep", self.timestep, ("interpolate", "nearest"))
+        check_choice("attention", self.attention, ("math", "default"))
         if self.timestep == "interpolate" and unet.get("time_embedding_type") == "learned":
             raise ConfigError(
                 "model.timestep=interpolate needs a continuous time embedding; this UNet looks "
@@ -194,10 +188,7 @@ class DiffusersModel(PretrainedModel):
             )
         except Exception as e:  # noqa: BLE001 - any loading failure becomes one line
             raise ConfigError(f"cannot load the UNet in {unet_dir}: {_root_cause(e)}") from None
-        cls = getattr(diffusers, sched_cfg["_class_name"], None)
-        if cls is None or not hasattr(cls, "from_config"):
-            raise ConfigError(f"model.path: unknown scheduler {sched_cfg['_class_name']!r}")
-        sched = cls.from_config(sched_cfg)
+        sched = scheduler_from_config(diffusers, sched_cfg)
         net = net.eval().requires_grad_(False)
         shape = self._shape(unet_cfg)
         common = dict(

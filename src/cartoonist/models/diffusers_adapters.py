@@ -116,6 +116,18 @@ def _contiguous_group_norm_inputs(net: nn.Module) -> None:
             m.register_forward_pre_hook(lambda _m, inp: (inp[0].contiguous(),) + inp[1:])
 
 
+def _param_dtype(net: nn.Module, x: Tensor) -> torch.dtype:
+    """The dtype of the network's parameters (x's for a network without any)."""
+    p = next(net.parameters(), None)
+    return p.dtype if p is not None else x.dtype
+
+
+def _output_tensor(out) -> Tensor:
+    """A diffusers-style output as a tensor: its `.sample`, a tuple's first entry, or itself."""
+    out = out.sample if hasattr(out, "sample") else out
+    return out[0] if isinstance(out, (tuple, list)) else out
+
+
 class _UNetCaller(nn.Module):
     """Calls a diffusers-style UNet `net(x, t[, class_labels]) -> .sample | (out,) | Tensor`.
 
@@ -147,15 +159,12 @@ class _UNetCaller(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, labels: Tensor | None = None) -> Tensor:
         """Network output for x [B, C, ...] at time t [B] (labels [B] or None), in x's dtype."""
-        p = next(self.net.parameters(), None)
-        dtype = p.dtype if p is not None else x.dtype
+        dtype = _param_dtype(self.net, x)
         kw = {} if labels is None else {self.label_arg: labels.to(x.device)}
         t_dtype = (self.float_time or dtype) if t.is_floating_point() else torch.long
         with _math_attention(self.math_attention):
             out = self.net(x.to(dtype), t.to(device=x.device, dtype=t_dtype), **kw)
-        out = out.sample if hasattr(out, "sample") else out
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        return out[:, : x.shape[1]].to(x.dtype)
+        return _output_tensor(out)[:, : x.shape[1]].to(x.dtype)
 
 
 class DiscreteUNetScore(ScoreModule):

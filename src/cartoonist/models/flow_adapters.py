@@ -37,16 +37,19 @@ log p(z | c) of the conditional model (w = 1) on the scaled latent, in nats.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
 
 from cartoonist.diffusion.schedules import Flow
 from cartoonist.diffusion.score import score_from_flow
-from cartoonist.models.adapters import ScoreModule, _lam
-from cartoonist.models.conditional_adapters import LatentCodec
-from cartoonist.models.diffusers_adapters import _math_attention
+from cartoonist.models.conditional_adapters import (
+    ConditionalLatentScore,
+    GuidedBound,
+    LatentCodec,
+)
+from cartoonist.models.diffusers_adapters import _math_attention, _output_tensor, _param_dtype
 
 __all__ = ["FlowLatentScore"]
 
@@ -62,8 +65,7 @@ class _JointTransformer(nn.Module):
         self.net, self.math_attention = net, bool(math_attention)
 
     def forward(self, z: Tensor, t: Tensor, emb: Tensor, pooled: Tensor) -> Tensor:
-        p = next(self.net.parameters(), None)
-        dtype = p.dtype if p is not None else z.dtype
+        dtype = _param_dtype(self.net, z)
         with _math_attention(self.math_attention):
             out = self.net(
                 hidden_states=z.to(dtype),
@@ -71,22 +73,23 @@ class _JointTransformer(nn.Module):
                 pooled_projections=pooled.to(device=z.device, dtype=dtype),
                 timestep=t.to(device=z.device, dtype=torch.float32),
             )
-        out = out.sample if hasattr(out, "sample") else out
-        out = out[0] if isinstance(out, (tuple, list)) else out
-        return out.to(z.dtype)
+        return _output_tensor(out).to(z.dtype)
 
 
-class _Bound:
-    """The score of one batch's samples: (z [B, *event_shape], λ) -> s [B, *event_shape]."""
+class _Bound(GuidedBound):
+    """A transformer's guided velocity as a score: conditions are (embeddings, pooled)."""
 
     def __init__(self, module: "FlowLatentScore", emb: Tensor, pooled: Tensor, guidance: float):
-        self.module, self.emb, self.pooled, self.guidance = module, emb, pooled, float(guidance)
-        if self.guidance != 1.0 and module.negative_embeds is None:
+        if float(guidance) != 1.0 and module.negative_embeds is None:
             raise ValueError(
                 "guidance w ≠ 1 needs the unconditional embeddings (negative_prompt_embeds and "
                 "negative_pooled_prompt_embeds)"
             )
-        self._score = score_from_flow(self._output, module.schedule)
+        super().__init__(module, emb, guidance, score_from_flow)
+        self.pooled = pooled
+
+    def _cond(self, z: Tensor, t: Tensor) -> Tensor:
+        return self.module.transformer(z, t, self.emb, self.pooled)
 
     def _uncond(self, z: Tensor, t: Tensor) -> Tensor:
         m, b = self.module, z.shape[0]
@@ -94,30 +97,8 @@ class _Bound:
             z, t, m.negative_embeds.expand(b, -1, -1), m.negative_pooled.expand(b, -1)
         )
 
-    def _output(self, z: Tensor, lam: Tensor) -> Tensor:
-        if z.shape[0] != self.emb.shape[0]:
-            raise ValueError(
-                f"the score is bound to {self.emb.shape[0]} samples, got a batch of {z.shape[0]}"
-            )
-        t = self.module.network_time(lam)
-        if self.guidance == 0.0:  # the unconditional model
-            return self._uncond(z, t)
-        out_c = self.module.transformer(z, t, self.emb, self.pooled)
-        if self.guidance == 1.0:
-            return out_c
-        out_u = self._uncond(z, t)
-        return out_u + self.guidance * (out_c - out_u)  # = guided score (module docstring)
 
-    def __call__(self, z: Tensor, lam) -> Tensor:
-        if tuple(z.shape[1:]) != self.module.event_shape:
-            raise ValueError(
-                f"the model takes latents of shape {self.module.event_shape}, "
-                f"got {tuple(z.shape[1:])}"
-            )
-        return self._score(z, _lam(lam, z))
-
-
-class FlowLatentScore(ScoreModule):
+class FlowLatentScore(ConditionalLatentScore):
     """Score of a text-conditional flow-matching latent transformer (SD3) on the scaled latent.
 
     Args:
@@ -137,8 +118,6 @@ class FlowLatentScore(ScoreModule):
         density_of: what log p is the density of, for outputs.
         math_attention: math SDPA kernel (JVP-based estimators need it).
     """
-
-    space = "latent"
 
     def __init__(
         self,
@@ -178,28 +157,18 @@ class FlowLatentScore(ScoreModule):
         super().__init__(Flow(float(lambda_min), float(lambda_max)), event_shape, 0.0)
         self.num_train_timesteps = int(num_train_timesteps)
         self.transformer = _JointTransformer(transformer, math_attention)
-        self.codec = codec
-        self.register_buffer("prompt_embeds", prompt_embeds.detach(), persistent=False)
+        self._set_conditions(codec, prompt_embeds, prompts, guidance_scale, density_of)
         self.register_buffer("pooled_embeds", pooled_embeds.detach(), persistent=False)
         for name, v in (
             ("negative_embeds", negative_embeds),
             ("negative_pooled", negative_pooled),
         ):
             self.register_buffer(name, None if v is None else v.detach(), persistent=False)
-        self.prompts = list(prompts)
-        self.guidance_scale = float(guidance_scale)
-        self.density_of = density_of
-        f = codec.downsampling
-        self.image_shape = (3, self.event_shape[1] * f, self.event_shape[2] * f)
         self._score = self._bind([0], 1.0)._score
 
     def network_time(self, lam: Tensor) -> Tensor:
         """The timestep fed to the transformer for log-SNR λ [B]: T · sigmoid(−λ/2) = T · t."""
         return self.num_train_timesteps * self.schedule.t_of_lambda(lam)
-
-    def _rows(self, sample_ids: Sequence[int]) -> Tensor:
-        ids = torch.as_tensor(list(sample_ids), dtype=torch.long)
-        return ids.remainder(self.prompt_embeds.shape[0]).to(self.prompt_embeds.device)
 
     def _bind(self, sample_ids: Sequence[int], guidance: float) -> _Bound:
         rows = self._rows(sample_ids)
@@ -208,31 +177,3 @@ class FlowLatentScore(ScoreModule):
     def forward(self, z: Tensor, lam) -> Tensor:
         """Conditional score (w = 1) of prompt 0 for every row (unbound use)."""
         return self._bind([0] * z.shape[0], 1.0)(z, lam)
-
-    def for_samples(self, sample_ids: Sequence[int], guidance: float | None = None) -> Callable:
-        """Score of samples `sample_ids` under their conditions, guided with scale `guidance`.
-
-        The default is the model's `guidance_scale`: the score the sampler follows.
-        """
-        w = self.guidance_scale if guidance is None else float(guidance)
-        return self._bind(sample_ids, w)
-
-    def conditional_of(self, sample_ids: Sequence[int]) -> Callable:
-        """The conditional model's score s_c (w = 1): the density every log p is of."""
-        return self.for_samples(sample_ids, guidance=1.0)
-
-    def unconditional_of(self, sample_ids: Sequence[int]) -> Callable:
-        """The unconditional score s_u (the negative embeddings'; w = 0) of the samples."""
-        return self.for_samples(sample_ids, guidance=0.0)
-
-    def condition_of(self, sample_ids: Sequence[int]) -> list[str]:
-        """Each sample's condition (the name of its embedding row), human-readable."""
-        return [self.prompts[int(i)] for i in self._rows(sample_ids).tolist()]
-
-    def decode(self, z: Tensor) -> Tensor:
-        """Images [B, 3, H, W] in [−1, 1] of latents z [B, C, h, w] (VAE decoder)."""
-        return self.codec.decode(z)
-
-    def encode(self, images: Tensor) -> Tensor:
-        """Scaled latents z = c · (E(x) − b) [B, C, h, w] of images in [−1, 1] (posterior mean)."""
-        return self.codec.encode(images)

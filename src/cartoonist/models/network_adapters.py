@@ -92,14 +92,17 @@ class NetworkScore(ScoreModule):
     """Score of a network with the given prediction, time input and schedule (module docstring).
 
     Args:
-        net: the network, (x [B, *event_shape], t [B][, labels]) -> prediction [B, *event_shape].
-        prediction: one of `PREDICTIONS`.
-        time: one of `TIMES`; "ddpm_step" and "ddpm_t" need a discrete schedule.
-        schedule: [N] ᾱ_n of a discrete VP schedule, or a continuous `Schedule`.
+        net: the network, callable (x [B, *event_shape], t [B][, label_arg=labels [B]])
+            -> prediction [B, *event_shape].
+        prediction: one of `PREDICTIONS` ("epsilon" | "v" | "x0" | "score").
+        time: one of `TIMES` ("ddpm_step" | "ddpm_t" | "sigma" | "lambda" | "c_noise");
+            "ddpm_step" and "ddpm_t" need a discrete schedule.
+        schedule: [N] ᾱ_n of a discrete VP schedule (e.g. `ddpm_alphas_cumprod`), or a
+            continuous `cartoonist.diffusion.schedules.Schedule` (`VP(λ_min, λ_max)`, `VE(...)`).
         event_shape: shape of one example.
         log_jacobian: D log|a| (nats) of a data → model-space map, for bits/dim (0: none).
-        class_labels: per-sample labels (`ClassLabels`) or None.
-        label_arg: keyword of the network's class-label argument.
+        class_labels: per-sample labels (`cartoonist.models.class_labels.ClassLabels`) or None.
+        label_arg: keyword under which the labels are passed to the network.
         math_attention: run PyTorch attention with the math kernel (JVP-safe).
     """
 
@@ -174,20 +177,13 @@ class _Callable(nn.Module):
         return self.fn(*args, **kwargs)
 
 
-def score_of_network(
-    net: Callable,
-    *,
-    prediction: str,
-    time: str,
-    schedule,
-    event_shape: Sequence[int],
-    log_jacobian: float = 0.0,
-    class_labels=None,
-    label_arg: str = "class_labels",
-) -> NetworkScore:
-    """Your own network as a score module (the conventions are in the module docstring).
+def score_of_network(net: Callable, **conventions) -> NetworkScore:
+    """Your own network as a score module: `NetworkScore(net, **conventions)`.
 
-    Example, a DDPM ε-network with an `nn.Embedding` time embedding over 1000 linear steps::
+    The conventions (keywords: prediction, time, schedule, event_shape and optionally
+    log_jacobian, class_labels, label_arg, math_attention) are `NetworkScore`'s arguments, their
+    meaning is in the module docstring. Example, a DDPM ε-network with an `nn.Embedding` time
+    embedding over 1000 linear steps::
 
         score = score_of_network(
             net, prediction="epsilon", time="ddpm_step",
@@ -195,28 +191,8 @@ def score_of_network(
         )
         x = sample_sde(score, score.schedule, score.schedule.sample_prior((8, 3, 32, 32)), 100).x
 
-    Args:
-        net: callable (x [B, *event_shape], t [B][, label_arg=labels [B]]) -> [B, *event_shape].
-        prediction: "epsilon" | "v" | "x0" | "score".
-        time: "ddpm_step" | "ddpm_t" | "sigma" | "lambda" | "c_noise".
-        schedule: [N] ᾱ_n (discrete VP; e.g. `ddpm_alphas_cumprod`) or a continuous
-            `cartoonist.diffusion.schedules.Schedule` (`VP(λ_min, λ_max)`, `VE(...)`).
-        event_shape: shape of one example.
-        log_jacobian: D log|a| (nats) of the data → model-space map, for bits/dim.
-        class_labels: `cartoonist.models.class_labels.ClassLabels` or None.
-        label_arg: keyword under which the labels are passed.
-
     Returns:
         A `NetworkScore` (an nn.Module) with `schedule` (its trained λ range), `event_shape`,
         `log_jacobian` and `for_samples(ids)`.
     """
-    return NetworkScore(
-        net,
-        prediction,
-        time,
-        schedule,
-        event_shape,
-        log_jacobian,
-        class_labels=class_labels,
-        label_arg=label_arg,
-    )
+    return NetworkScore(net, **conventions)

@@ -25,13 +25,13 @@ from typing import Any
 
 from cartoonist.errors import ConfigError
 from cartoonist.models.adapters import ScoreModule
-from cartoonist.models.pretrained import (
-    PretrainedModel,
-    _check_safetensors,
-    _read_json,
-    _root_cause,
+from cartoonist.models.diffusers_folders import (
+    LatentPipelineModel,
+    load_part,
+    prompt_embeds_shapes,
+    read_prompt_embeds,
+    sample_hw,
 )
-from cartoonist.models.stable_diffusion import _WEIGHTS, _safetensors_shapes
 
 __all__ = ["Sd3Model", "COMPONENTS", "flow_lambda_range"]
 
@@ -55,7 +55,7 @@ def flow_lambda_range(num_train_timesteps: int, shift: float) -> tuple[float, fl
 
 
 @dataclass
-class Sd3Model(PretrainedModel):
+class Sd3Model(LatentPipelineModel):
     """An SD3-style folder and its precomputed conditions (see the module docstring).
 
     Args:
@@ -67,41 +67,19 @@ class Sd3Model(PretrainedModel):
     """
 
     kind = "sd3"
+    components, folder = COMPONENTS, "an SD3 folder"
+    network, network_config = "transformer", "transformer config"
+    network_class = "SD3Transformer2DModel"
+    takes = "an SD3Transformer2DModel"
+    latent = "latent z = scaling_factor·(E(x) − shift_factor)"
     path: str
     prompt_embeds: Any = None
     prompt: Any = None
     guidance_scale: float = 1.0
     attention: str = "math"
 
-    def _root(self) -> Path:
-        root = Path(str(self.path)).expanduser()
-        if not root.exists():
-            raise ConfigError(f"model.path does not exist: {self.path}")
-        if not root.is_dir():
-            raise ConfigError(f"model.path is not a folder (model=sd3): {self.path}")
-        for name in COMPONENTS:
-            if not (root / name).is_dir():
-                raise ConfigError(
-                    f"model.path has no {name}/ folder (an SD3 folder has "
-                    f"{', '.join(c + '/' for c in COMPONENTS)}): {self.path}"
-                )
-        return root
-
     def _configs(self) -> tuple[Path, dict, dict]:
-        root = self._root()
-        tr = _read_json(root / "transformer" / "config.json", "transformer config")
-        sched = _read_json(root / "scheduler" / "scheduler_config.json", "scheduler config")
-        if tr.get("_class_name") != "SD3Transformer2DModel":
-            raise ConfigError(
-                f"model.path: transformer/ holds a {tr.get('_class_name')}; model=sd3 takes an "
-                f"SD3Transformer2DModel"
-            )
-        for part in ("transformer", "vae"):
-            weights = [root / part / w for w in _WEIGHTS if (root / part / w).is_file()]
-            if not weights:
-                raise ConfigError(f"model.path: {part}/ has no diffusion_pytorch_model weights")
-            if weights[0].suffix == ".safetensors":
-                _check_safetensors(weights[0])
+        root, tr, sched = self._read_folder()
         if sched.get("_class_name") != "FlowMatchEulerDiscreteScheduler":
             raise ConfigError(
                 f"model.path: scheduler/ holds a {sched.get('_class_name')}; model=sd3 takes a "
@@ -125,12 +103,7 @@ class Sd3Model(PretrainedModel):
                 "model=sd3 needs model.prompt_embeds (a .safetensors file with prompt_embeds "
                 "[P, L, E] and pooled_prompt_embeds [P, E'])"
             )
-        f = Path(str(self.prompt_embeds)).expanduser()
-        if not f.is_file() or f.suffix != ".safetensors":
-            raise ConfigError(
-                f"model.prompt_embeds must be an existing .safetensors file: {self.prompt_embeds}"
-            )
-        shapes = _safetensors_shapes(f)
+        f, shapes = prompt_embeds_shapes(self.prompt_embeds)
         pe, pp = shapes.get("prompt_embeds"), shapes.get("pooled_prompt_embeds")
         if pe is None or len(pe) != 3 or min(pe) < 1:
             raise ConfigError(f"model.prompt_embeds: {f} needs 'prompt_embeds' of shape [P, L, E]")
@@ -173,30 +146,18 @@ class Sd3Model(PretrainedModel):
                 "model.prompt: model=sd3 does not encode text (SD3's three text encoders are not "
                 "loaded); give model.prompt_embeds from StableDiffusion3Pipeline.encode_prompt"
             )
-        if self.attention not in ("math", "default"):
-            raise ConfigError(f"model.attention must be math or default, got {self.attention!r}")
-        w = self.guidance_scale
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ConfigError(f"model.guidance_scale must be a number ≥ 0, got {w!r}")
+        self._check_sampling()
         self._embeds_shapes(tr)
         self._latent_shape(tr)
 
     @staticmethod
     def _latent_shape(tr: dict) -> tuple[int, int, int]:
-        size = tr.get("sample_size")
-        if size is None:
-            raise ConfigError("model.path: transformer/config.json has no sample_size")
-        h, w = (size, size) if isinstance(size, int) else size
+        h, w = sample_hw(tr, "transformer/config.json")
+        size = tr["sample_size"]
         patch = int(tr.get("patch_size", 2))
         if h % patch or w % patch:
             raise ConfigError(f"model.path: sample_size {size} is not a multiple of patch {patch}")
         return int(tr.get("in_channels", 16)), int(h), int(w)
-
-    def density_label(self, shape) -> str:
-        """What every log p of this model is the density of (for CSV, JSON and figures)."""
-        dims = "×".join(str(s) for s in shape)
-        name = Path(str(self.path)).expanduser().resolve().name
-        return f"latent z = scaling_factor·(E(x) − shift_factor) ({dims}), sd3 {name}"
 
     def load(self) -> ScoreModule:
         """Load the transformer, the VAE and the embeddings."""
@@ -209,29 +170,18 @@ class Sd3Model(PretrainedModel):
             raise ConfigError(
                 "model=sd3 needs diffusers: pip install 'cartoonist[diffusers]'"
             ) from None
-        from safetensors.torch import load_file
-
         from cartoonist.models.conditional_adapters import LatentCodec
         from cartoonist.models.flow_adapters import FlowLatentScore
 
-        def load_part(cls, name):
-            try:
-                return cls.from_pretrained(
-                    str(root / name), local_files_only=True, low_cpu_mem_usage=False
-                )
-            except Exception as e:  # noqa: BLE001 - any loading failure becomes one line
-                raise ConfigError(f"cannot load {name}/ in {root}: {_root_cause(e)}") from None
-
-        transformer = load_part(diffusers.SD3Transformer2DModel, "transformer")
+        transformer = load_part(diffusers.SD3Transformer2DModel, root, "transformer")
         transformer = transformer.eval().requires_grad_(False)
-        vae = load_part(diffusers.AutoencoderKL, "vae").eval().requires_grad_(False)
-        tensors = load_file(str(Path(str(self.prompt_embeds)).expanduser()))
-        embeds = tensors["prompt_embeds"].float()
-        pooled = tensors["pooled_prompt_embeds"].float()
+        vae = load_part(diffusers.AutoencoderKL, root, "vae").eval().requires_grad_(False)
+        tensors = read_prompt_embeds(self.prompt_embeds)
+        embeds, pooled = tensors["prompt_embeds"], tensors["pooled_prompt_embeds"]
         neg = negp = None
         if "negative_prompt_embeds" in tensors:
-            neg = tensors["negative_prompt_embeds"].float().reshape(1, *embeds.shape[1:])
-            negp = tensors["negative_pooled_prompt_embeds"].float().reshape(1, pooled.shape[1])
+            neg = tensors["negative_prompt_embeds"].reshape(1, *embeds.shape[1:])
+            negp = tensors["negative_pooled_prompt_embeds"].reshape(1, pooled.shape[1])
         T = int(sched_cfg.get("num_train_timesteps", 1000))
         lam_min, lam_max = flow_lambda_range(T, float(sched_cfg.get("shift", 1.0)))
         shape = self._latent_shape(tr_cfg)

@@ -17,8 +17,6 @@ diffusers pipelines do.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,31 +24,25 @@ from typing import Any
 
 from cartoonist.errors import ConfigError
 from cartoonist.models.adapters import ScoreModule
-from cartoonist.models.pretrained import (
-    PretrainedModel,
-    _check_safetensors,
-    _read_json,
-    _root_cause,
+from cartoonist.models.diffusers_folders import (
+    LatentPipelineModel,
+    check_choice,
+    load_part,
+    prompt_embeds_shapes,
+    read_prompt_embeds,
+    sample_hw,
+    scheduler_from_config,
 )
+from cartoonist.models.pretrained import _read_json, _root_cause
 
 __all__ = ["StableDiffusionModel", "COMPONENTS"]
 
 COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 _PREDICTIONS = ("epsilon", "v_prediction", "sample")
 
 
-def _safetensors_shapes(path: Path) -> dict[str, list[int]]:
-    """Tensor name → shape from a safetensors header (no tensor is read)."""
-    _check_safetensors(path)
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        header = json.loads(f.read(n))
-    return {k: v["shape"] for k, v in header.items() if k != "__metadata__"}
-
-
 @dataclass
-class StableDiffusionModel(PretrainedModel):
+class StableDiffusionModel(LatentPipelineModel):
     """A Stable-Diffusion-style folder and its conditions (see the module docstring).
 
     Args:
@@ -66,6 +58,11 @@ class StableDiffusionModel(PretrainedModel):
     """
 
     kind = "stable_diffusion"
+    components = COMPONENTS
+    folder = "a Stable Diffusion folder"
+    network, network_config, network_class = "unet", "UNet config", "UNet2DConditionModel"
+    takes = "a UNet2DConditionModel (a pixel UNet2DModel is model=diffusers)"
+    latent = "latent z = scaling_factor·E(x)"
     path: str
     prompt: Any = None
     negative_prompt: Any = None
@@ -76,35 +73,8 @@ class StableDiffusionModel(PretrainedModel):
     attention: str = "math"
 
     # -- checks (no diffusers import) --------------------------------------------------------
-    def _root(self) -> Path:
-        root = Path(str(self.path)).expanduser()
-        if not root.exists():
-            raise ConfigError(f"model.path does not exist: {self.path}")
-        if not root.is_dir():
-            raise ConfigError(f"model.path is not a folder (model=stable_diffusion): {self.path}")
-        for name in COMPONENTS:
-            if not (root / name).is_dir():
-                raise ConfigError(
-                    f"model.path has no {name}/ folder (a Stable Diffusion folder has "
-                    f"{', '.join(c + '/' for c in COMPONENTS)}): {self.path}"
-                )
-        return root
-
     def _configs(self) -> tuple[Path, dict, dict]:
-        root = self._root()
-        unet = _read_json(root / "unet" / "config.json", "UNet config")
-        sched = _read_json(root / "scheduler" / "scheduler_config.json", "scheduler config")
-        if unet.get("_class_name") != "UNet2DConditionModel":
-            raise ConfigError(
-                f"model.path: unet/ holds a {unet.get('_class_name')}; model=stable_diffusion "
-                f"takes a UNet2DConditionModel (a pixel UNet2DModel is model=diffusers)"
-            )
-        for part in ("unet", "vae"):
-            weights = [root / part / w for w in _WEIGHTS if (root / part / w).is_file()]
-            if not weights:
-                raise ConfigError(f"model.path: {part}/ has no diffusion_pytorch_model weights")
-            if weights[0].suffix == ".safetensors":
-                _check_safetensors(weights[0])
+        root, unet, sched = self._read_folder()
         pred = sched.get("prediction_type", "epsilon")
         if pred not in _PREDICTIONS:
             raise ConfigError(f"model.path: unsupported prediction_type {pred!r} in scheduler/")
@@ -149,12 +119,7 @@ class StableDiffusionModel(PretrainedModel):
     def _embeds_shapes(self, width) -> dict[str, list[int]] | None:
         if self.prompt_embeds in (None, ""):
             return None
-        f = Path(str(self.prompt_embeds)).expanduser()
-        if not f.is_file() or f.suffix != ".safetensors":
-            raise ConfigError(
-                f"model.prompt_embeds must be an existing .safetensors file: {self.prompt_embeds}"
-            )
-        shapes = _safetensors_shapes(f)
+        f, shapes = prompt_embeds_shapes(self.prompt_embeds)
         pe = shapes.get("prompt_embeds")
         if pe is None or len(pe) != 3 or min(pe) < 1:
             raise ConfigError(
@@ -175,15 +140,8 @@ class StableDiffusionModel(PretrainedModel):
     def check(self) -> None:
         """Structural checks of the folder and the conditions (no diffusers import)."""
         _, unet, _ = self._configs()
-        if self.timestep not in ("interpolate", "nearest"):
-            raise ConfigError(
-                f"model.timestep must be interpolate or nearest, got {self.timestep!r}"
-            )
-        if self.attention not in ("math", "default"):
-            raise ConfigError(f"model.attention must be math or default, got {self.attention!r}")
-        w = self.guidance_scale
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w < 0:
-            raise ConfigError(f"model.guidance_scale must be a number ≥ 0, got {w!r}")
+        check_choice("timestep", self.timestep, ("interpolate", "nearest"))
+        self._check_sampling()
         if self.negative_prompt is not None and not isinstance(self.negative_prompt, str):
             raise ConfigError(
                 f"model.negative_prompt must be a string, got {self.negative_prompt!r}"
@@ -195,17 +153,8 @@ class StableDiffusionModel(PretrainedModel):
 
     @staticmethod
     def _latent_shape(unet: dict) -> tuple[int, int, int]:
-        size = unet.get("sample_size")
-        if size is None:
-            raise ConfigError("model.path: unet/config.json has no sample_size")
-        h, w = (size, size) if isinstance(size, int) else size
+        h, w = sample_hw(unet, "unet/config.json")
         return int(unet.get("in_channels", 4)), int(h), int(w)
-
-    def density_label(self, shape) -> str:
-        """What every log p of this model is the density of (for CSV, JSON and figures)."""
-        dims = "×".join(str(s) for s in shape)
-        name = Path(str(self.path)).expanduser().resolve().name
-        return f"latent z = scaling_factor·E(x) ({dims}), stable_diffusion {name}"
 
     # -- loading ------------------------------------------------------------------------------
     def load(self) -> ScoreModule:
@@ -224,19 +173,9 @@ class StableDiffusionModel(PretrainedModel):
             ) from None
         from cartoonist.models.conditional_adapters import LatentCodec, TextLatentScore
 
-        def load_part(cls, name):
-            try:
-                kw = {"low_cpu_mem_usage": False} if cls.__module__.startswith("diffusers") else {}
-                return cls.from_pretrained(str(root / name), local_files_only=True, **kw)
-            except Exception as e:  # noqa: BLE001 - any loading failure becomes one line
-                raise ConfigError(f"cannot load {name}/ in {root}: {_root_cause(e)}") from None
-
-        unet = load_part(diffusers.UNet2DConditionModel, "unet").eval().requires_grad_(False)
-        vae = load_part(diffusers.AutoencoderKL, "vae").eval().requires_grad_(False)
-        cls = getattr(diffusers, sched_cfg["_class_name"], None)
-        if cls is None or not hasattr(cls, "from_config"):
-            raise ConfigError(f"model.path: unknown scheduler {sched_cfg['_class_name']!r}")
-        sched = cls.from_config(sched_cfg)
+        unet = load_part(diffusers.UNet2DConditionModel, root, "unet").eval().requires_grad_(False)
+        vae = load_part(diffusers.AutoencoderKL, root, "vae").eval().requires_grad_(False)
+        sched = scheduler_from_config(diffusers, sched_cfg)
         if getattr(sched, "alphas_cumprod", None) is None:
             raise ConfigError(f"model.path: scheduler {sched_cfg['_class_name']} has no ᾱ_n")
 
@@ -244,23 +183,21 @@ class StableDiffusionModel(PretrainedModel):
         neg_text = self.negative_prompt or ""
         embeds = neg = None
         if self.prompt_embeds not in (None, ""):
-            from safetensors.torch import load_file
-
-            tensors = load_file(str(Path(str(self.prompt_embeds)).expanduser()))
-            embeds = tensors["prompt_embeds"].float()
+            tensors = read_prompt_embeds(self.prompt_embeds)
+            embeds = tensors["prompt_embeds"]
             prompts = [f"prompt_embeds[{k}]" for k in range(embeds.shape[0])]
             if "negative_prompt_embeds" in tensors:
-                neg = tensors["negative_prompt_embeds"].float().reshape(1, *embeds.shape[1:])
+                neg = tensors["negative_prompt_embeds"].reshape(1, *embeds.shape[1:])
                 neg_text = "negative_prompt_embeds"
         if prompts is None:
             print("[cartoonist] model=stable_diffusion: no prompt given, using the empty prompt")
             prompts = [""]
         if embeds is None or neg is None:
-            tok = load_part(transformers.AutoTokenizer, "tokenizer")
+            tok = load_part(transformers.AutoTokenizer, root, "tokenizer")
             enc_cfg = _read_json(root / "text_encoder" / "config.json", "text encoder config")
             arch = (enc_cfg.get("architectures") or ["CLIPTextModel"])[0]
             enc_cls = getattr(transformers, arch, transformers.CLIPTextModel)
-            encoder = load_part(enc_cls, "text_encoder").eval().requires_grad_(False)
+            encoder = load_part(enc_cls, root, "text_encoder").eval().requires_grad_(False)
             with torch.no_grad():
                 texts = ([] if embeds is not None else prompts) + [neg_text]
                 ids = tok(
