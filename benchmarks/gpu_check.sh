@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one run (`make gpu-check`, or by hand on a CUDA machine):
 #   1. tests/gpu: every estimator on CUDA reproduces the CPU's numbers; train/evaluate with trainer=gpu;
-#   2. Q1 (tracking overhead), Q2 (sampler overhead) and Q7 (vs k-diffusion's sampler) at GPU sizes
+#   2. Q1 (tracking overhead), Q2 (sampler overhead), Q4 (PF-ODE log p vs k-diffusion's, the oracle
+#      on the GPU at --quick sizes) and Q7 (vs k-diffusion's sampler) at GPU sizes
 #      → <bench dir>/*_cuda.json;
 #   3. keyed Philox noise vs torch.randn on the GPU → <bench dir>/noise_cost_cuda.json.
 # Every step runs even if an earlier one fails; the exit status is that of the first failure.
@@ -21,6 +22,7 @@ step "$PY" -m pytest -q -p no:cacheprovider tests/gpu
 step "$PY" -m benchmarks.tracking_overhead --device cuda
 step "$PY" -m benchmarks.sampler_overhead --device cuda
 step "$PY" -m benchmarks.peer_sampler --device cuda
+step "$PY" -m benchmarks.pf_ode_cost --quick --device cuda
 if "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
   step "$PY" -m benchmarks.noise_cost --device cuda
 else

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.common import ROOT, parse, save, table
+from benchmarks.common import ROOT, cpu_clock, parse, save, sync, table
 from cartoonist.diffusion import EDM, ode_log_prob, score_from_eps
 from cartoonist.diffusion.divergence import FixedProbes
 
@@ -83,15 +83,15 @@ def vp_net_as_ve_denoiser(net, sch):
     return model
 
 
-def oracle_setup(quick: bool):
+def oracle_setup(quick: bool, device="cpu"):
     """The demo's exact model: a mixture of PPCA fitted to digits, under VE σ ∈ [0.002, 80]."""
     from cartoonist.data import Digits
     from cartoonist.oracles import fit_mppca
 
     sch = EDM.from_sigmas(0.002, 80.0)
     data = Digits().load().double()
-    gmm = fit_mppca(data[:1500], 8, 4, iters=20, seed=0, schedule=sch)
-    x = data[1500 : 1500 + (16 if quick else 32)]
+    gmm = fit_mppca(data[:1500], 8, 4, iters=20, seed=0, schedule=sch).to(device)
+    x = data[1500 : 1500 + (16 if quick else 32)].to(device)
     return {
         "name": "digits PPCA oracle (D=64, exact score)",
         "score": gmm.score,
@@ -104,7 +104,7 @@ def oracle_setup(quick: bool):
     }
 
 
-def digits_setup(quick: bool):
+def digits_setup(quick: bool, device="cpu"):
     """The trained digits U-Net (VP, ε-prediction) if a checkpoint exists."""
     from cartoonist.data import Digits
     from cartoonist.models.checkpoint import load_denoiser
@@ -116,8 +116,9 @@ def digits_setup(quick: bool):
     else:
         return None
     net, noise, _ = load_denoiser(ck)
+    net = net.to(device)
     sch = noise.schedule
-    x = Digits().load()[-8:]
+    x = Digits().load()[-8:].to(device)
     a_max = float(sch.alpha(sch.lambda_max))
     return {
         "name": f"trained digits U-Net ({Path(p).name}, D=64)",
@@ -152,11 +153,17 @@ def probe_like(x, seed: int):
     return torch.randint_like(x, 2) * 2 - 1
 
 
+CLOCK = [time.process_time]
+
+
 def timed(fn):
-    """(result, CPU seconds of this process) of one call (one intra-op thread)."""
-    t = time.process_time()
+    """(result, seconds) of one call: process CPU time on the CPU (one intra-op thread), the
+    synchronised wall clock on a GPU (`--device cuda`)."""
+    sync()
+    t = CLOCK[0]()
     out = fn()
-    return out, time.process_time() - t
+    sync()
+    return out, CLOCK[0]() - t
 
 
 def _median(values: list[float]) -> float:
@@ -307,10 +314,12 @@ def main():
     """Run the benchmark and write its JSON."""
     args = parse(__doc__.splitlines()[0])
     kd = import_k_diffusion_sampling()
-    cases = [oracle_setup(args.quick)]
+    CLOCK[0], clock_name = cpu_clock(args.device)
+    print(f"[bench] clock: {clock_name}, device {args.device}")
+    cases = [oracle_setup(args.quick, args.device)]
     if args.quick:
         print("[bench] --quick: the exact oracle only (the trained U-Net runs in the full bench)")
-    elif (d := digits_setup(args.quick)) is not None:
+    elif (d := digits_setup(args.quick, args.device)) is not None:
         cases.append(d)
     else:
         print("[bench] no trained digits checkpoint under outputs/train: oracle only")
