@@ -158,7 +158,7 @@ def _philox_fused(c0, c1, c2, c3, key: Tensor, rounds: int = ROUNDS) -> tuple[Te
     return torch.stack(x), torch.stack(p)
 
 
-_COMPILED: dict = {"fn": None, "keys": {}}
+_COMPILED: dict = {"on": False, "fn": None, "keys": {}}
 
 
 def set_compiled(enabled: bool = True) -> None:
@@ -171,8 +171,9 @@ def set_compiled(enabled: bool = True) -> None:
     disk cache, so it pays only over long runs; off by default. Each key is copied to the device
     once (cached).
     """
-    fn = torch.compile(_philox_fused, dynamic=True, fullgraph=True) if enabled else None
-    _COMPILED.update(fn=fn, keys={})
+    if enabled and _COMPILED["fn"] is None:  # one compiled function: toggling keeps its graphs
+        _COMPILED["fn"] = torch.compile(_philox_fused, dynamic=True, fullgraph=True)
+    _COMPILED["on"] = bool(enabled)
 
 
 def _key_tensor(key, device) -> Tensor:
@@ -227,7 +228,7 @@ def _blocks(key, ids: Tensor, step: int, n_blocks: int, k: int) -> tuple[Tensor,
     j = torch.arange(n_blocks, dtype=torch.int64, device=dev).view(1, 1, n_blocks)
     c1 = torch.arange(step, step + k, dtype=torch.int64, device=dev).view(1, k, 1)
     lo, hi = ids[:, :1, None], ids[:, 1:, None]
-    if _COMPILED["fn"] is not None:
+    if _COMPILED["on"]:
         return _COMPILED["fn"](j, c1, lo, hi, _key_tensor(key, dev))
     x = _pair(j, lo, shape, dev)
     return x, _philox(x, _pair(hi, c1, shape, dev), *key)
