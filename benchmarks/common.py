@@ -23,12 +23,17 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = Path(os.environ.get("CARTOONIST_BENCH_DIR", ROOT / "outputs" / "bench"))
 
 
-def parse(description: str) -> argparse.Namespace:
-    """The common command line: --quick (the `make bench-quick` sizes), --threads."""
+def parse(description: str, flags: dict[str, str] | None = None) -> argparse.Namespace:
+    """The common command line: --quick (the `make bench-quick` sizes), --threads, --device.
+
+    `flags`: a benchmark's own on/off options, name → help.
+    """
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--quick", action="store_true", help="small sizes (make bench-quick)")
     p.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     p.add_argument("--device", default="cpu", help="torch device of the networks (e.g. cuda)")
+    for name, help_ in (flags or {}).items():
+        p.add_argument(f"--{name}", action="store_true", help=help_)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)

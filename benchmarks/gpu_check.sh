@@ -4,7 +4,9 @@
 #   2. Q1 (tracking overhead), Q2 (sampler overhead), Q4 (PF-ODE log p vs k-diffusion's, the oracle
 #      on the GPU at --quick sizes) and Q7 (vs k-diffusion's sampler) at GPU sizes
 #      → <bench dir>/*_cuda.json;
-#   3. keyed Philox noise vs torch.randn on the GPU → <bench dir>/noise_cost_cuda.json.
+#   3. Q8, keyed Philox noise vs torch.randn on the GPU at the full sizes (up to 256 x 3072), eager
+#      and with torch.compile'd words (--compile), with the torch ops per draw
+#      → <bench dir>/noise_cost_cuda.json.
 # Every step runs even if an earlier one fails; the exit status is that of the first failure.
 # Without a CUDA device it says so and exits 0 (nothing to check here; `make bench` is the CPU run).
 set -uo pipefail
@@ -23,9 +25,5 @@ step "$PY" -m benchmarks.tracking_overhead --device cuda
 step "$PY" -m benchmarks.sampler_overhead --device cuda
 step "$PY" -m benchmarks.peer_sampler --device cuda
 step "$PY" -m benchmarks.pf_ode_cost --quick --device cuda
-if "$PY" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
-  step "$PY" -m benchmarks.noise_cost --device cuda
-else
-  echo "== skipped (no CUDA device): benchmarks.noise_cost --device cuda"
-fi
+step "$PY" -m benchmarks.noise_cost --device cuda --compile
 exit $status

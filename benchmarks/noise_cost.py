@@ -1,7 +1,7 @@
-"""Q7 — cost of the keyed noise (Philox4x32-10, `Keys`) against `torch.randn` of the same size.
+"""Q8 — cost of the keyed noise (Philox4x32-10, `Keys`) against `torch.randn` of the same size.
 
-A step's [B, D] standard normals, four ways, interleaved round by round in one process (each
-timed call draws S = max(1, min(64, 2¹⁶ // (B·D))) steps; times are per step):
+A step's [B, D] standard normals, four ways (five with --compile), interleaved round by round in
+one process (each timed call draws S = max(1, min(64, 2¹⁶ // (B·D))) steps; times are per step):
   - `torch.randn`          the global generator: the floor, but not batch invariant;
   - `Keys` (default)       `SampleNoise.normal`: Philox words + Box–Muller in float64, cast to
                            float32 (what every sampler draws per step; small draws are computed
@@ -10,22 +10,28 @@ timed call draws S = max(1, min(64, 2¹⁶ // (B·D))) steps; times are per step
                            all the timed steps in one call);
   - `old CPU streams`      the previous implementation, kept here only as a baseline: one
                            torch.Generator per sample seeded by splitmix64, drawing a block of 64
-                           steps at a time (its per-step cost = block time / 64), then moved.
+                           steps at a time (its per-step cost = block time / 64), then moved;
+  - `Keys, compiled words` (--compile) `Keys` with `philox.set_compiled`: the ten rounds in one
+                           torch.compile'd kernel (its compile time is reported apart).
 Reported: per-round ratios to `torch.randn` (median, min–max) of the thread's CPU time (one
 intra-op thread: the compute itself, not the waits of a shared machine; the headline
 `cost_ratio_vs_randn`) and of the wall time. With `--device cuda` the first three draw on the GPU
 (the old streams still draw on the CPU and copy) and only wall times (synchronised) are meaningful
-→ noise_cost_cuda.json.
+→ noise_cost_cuda.json. `ops_per_draw`: the torch ops (on a GPU, each a kernel launch) of one
+`Keys` draw of the first case, counted by dispatch (views and allocations left out): on the run's
+device, and on the CPU for the CPU's round loop and for the one other devices use.
 """
 
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from benchmarks.common import parse, ratio_stats, save, stats, sync, table
-from cartoonist.diffusion import SampleNoise
+from cartoonist.diffusion import SampleNoise, philox
 from cartoonist.diffusion.philox import philox_normal
 from cartoonist.diffusion.rng import stream_key
 
@@ -45,10 +51,46 @@ def _old_seed(seed: int, sample_id: int, code: int = 2) -> int:
     return mix(mix(mix(seed) ^ sample_id) ^ code) >> 1
 
 
-def _contenders(B: int, D: int, S: int, device) -> dict:
+class _OpCounter(TorchDispatchMode):
+    """Counts the aten ops run under it, views and allocations left out."""
+
+    SKIP = {"empty", "empty_like", "empty_strided", "new_empty", "new_empty_strided", "lift_fresh"}
+
+    def __init__(self):
+        super().__init__()
+        self.ops = Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if not func.is_view and name not in self.SKIP:
+            self.ops[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def _ops_per_draw(B: int, D: int, device) -> dict:
+    """Torch ops of one `Keys` draw of [B, D] (a fresh source: the call that computes it)."""
+
+    def count(dev):
+        src = SampleNoise(0, range(B), "brownian", dtype=torch.float32, device=dev)
+        with _OpCounter() as c:
+            src.normal((D,))
+        return sum(c.ops.values())
+
+    out = {"this_device": count(device), "cpu": count("cpu")}
+    cpu_loop = philox._LOOPS["cpu"]
+    philox._LOOPS["cpu"] = philox._rounds_views  # the loop of every other device, on the CPU
+    try:
+        out["other_devices_loop_on_cpu"] = count("cpu")
+    finally:
+        philox._LOOPS["cpu"] = cpu_loop
+    return out
+
+
+def _contenders(B: int, D: int, S: int, device, compiled: bool = False) -> dict:
     """Name → (callable drawing steps of [B, D] normals, the number of steps it draws)."""
     gens = [torch.Generator().manual_seed(_old_seed(0, i)) for i in range(B)]
     keyed = SampleNoise(0, range(B), "brownian", dtype=torch.float32, device=device)
+    keyed_c = SampleNoise(0, range(B), "brownian", dtype=torch.float32, device=device)
     key = stream_key(0, "brownian")
     ids = torch.stack(
         [torch.arange(B, device=device), torch.zeros(B, dtype=torch.long, device=device)], 1
@@ -67,7 +109,15 @@ def _contenders(B: int, D: int, S: int, device) -> dict:
         buf = torch.stack([torch.randn((OLD_BLOCK, D), generator=g) for g in gens])
         return buf.to(device=device)
 
-    return {
+    def keys_compiled():
+        philox.set_compiled(True)
+        try:
+            for _ in range(S):
+                keyed_c.normal((D,))
+        finally:
+            philox.set_compiled(False)
+
+    out = {
         "torch.randn": (randn, S),
         "Keys (float64 work)": (keys, S),
         "philox float32 work": (
@@ -76,6 +126,9 @@ def _contenders(B: int, D: int, S: int, device) -> dict:
         ),
         "old CPU streams": (old_block, OLD_BLOCK),
     }
+    if compiled:
+        out["Keys, compiled words"] = (keys_compiled, S)
+    return out
 
 
 def _times(fns: dict, repeat: int, warmup: int = 2) -> tuple[dict, dict]:
@@ -97,14 +150,23 @@ def _times(fns: dict, repeat: int, warmup: int = 2) -> tuple[dict, dict]:
 
 def main():
     """Time the contenders per case, print the table and write noise_cost.json."""
-    args = parse(__doc__.splitlines()[0])
+    args = parse(
+        __doc__.splitlines()[0],
+        {"compile": "also time Keys with torch.compile'd Philox words (philox.set_compiled)"},
+    )
     cases = [(64, 3072), (64, 64), (1024, 2)]
     cases = cases if args.quick else cases[:1] + [(256, 3072)] + cases[1:]
     repeat = 21 if args.quick else 61
     rows, out = [], {}
     for B, D in cases:
         S = max(1, min(64, (1 << 16) // (B * D)))  # steps per timed call: ≥ 64k normals
-        fns = _contenders(B, D, S, args.device)
+        fns = _contenders(B, D, S, args.device, args.compile)
+        compile_s = None
+        if args.compile:  # the first calls compile (one graph per broadcast pattern)
+            t = time.perf_counter()
+            fns["Keys, compiled words"][0]()
+            sync()
+            compile_s = time.perf_counter() - t
         wall, cpu = _times({k: f for k, (f, _) in fns.items()}, repeat)
         for t in (wall, cpu):  # seconds per step
             for k, (_, steps) in fns.items():
@@ -112,6 +174,8 @@ def main():
         case = {
             "randn_seconds": {"wall": stats(wall["torch.randn"]), "cpu": stats(cpu["torch.randn"])}
         }
+        if compile_s is not None:
+            case["compiled_first_call_seconds"] = compile_s
         for name in wall:
             if name == "torch.randn":
                 continue
@@ -146,7 +210,7 @@ def main():
             "max",
             "wall ratio",
         ],
-        f"Q7 keyed noise cost per step, ratio to torch.randn ({args.device}, {repeat} rounds)",
+        f"Q8 keyed noise cost per step, ratio to torch.randn ({args.device}, {repeat} rounds)",
     )
     metric = "cpu" if args.device.type == "cpu" else "wall"
     main_case = out[f"{cases[0][0]}x{cases[0][1]}"]
@@ -156,6 +220,11 @@ def main():
             "cost_ratio_vs_randn": main_case["Keys (float64 work)"]["ratio_to_randn"][metric],
             "cost_ratio_measure": f"{metric} time per step, B x D = "
             f"{cases[0][0]} x {cases[0][1]}, float32 output, Keys vs torch.randn",
+            "ops_per_draw": {
+                "measure": f"torch ops of one Keys draw of {cases[0][0]} x {cases[0][1]} "
+                "(views, allocations left out); on a GPU each is a kernel launch",
+                **_ops_per_draw(*cases[0], args.device),
+            },
             "cases": out,
         },
         args,

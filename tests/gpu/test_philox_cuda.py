@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from cartoonist import Keys, SampleNoise
+from cartoonist.diffusion import philox
 from cartoonist.diffusion.philox import philox_normal, philox_words
 from cartoonist.diffusion.rng import stream_key
 
@@ -33,6 +34,18 @@ def test_words_are_bitwise_equal_on_cuda():
         gpu = philox_words(key, _ids(CUDA), step, 777)
         assert gpu.device.type == CUDA.type
         assert torch.equal(gpu.cpu(), cpu)
+
+
+def test_compiled_words_are_bitwise_equal_on_cuda():
+    """`philox.set_compiled`: one fused (Triton) kernel for the rounds, the CPU's words."""
+    key = stream_key(4, "brownian")
+    cpu = [philox_words(key, _ids("cpu"), 2**31 + 5, 777, n) for n in (None, 3)]
+    philox.set_compiled(True)
+    try:
+        for n, w in zip((None, 3), cpu):
+            assert torch.equal(philox_words(key, _ids(CUDA), 2**31 + 5, 777, n).cpu(), w)
+    finally:
+        philox.set_compiled(False)
 
 
 def test_normals_match_the_cpu_to_the_last_ulps():

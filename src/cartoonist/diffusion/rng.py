@@ -109,9 +109,9 @@ class SampleNoise:
     def _draw(self, kind: str, event_shape: Sequence[int]) -> Tensor:
         """Step k of the stream (k = calls so far), from a run of steps computed together.
 
-        A call costs ~250 small torch ops whatever its size, so for small [B, D] the next
-        `n_steps` steps of this shape are computed in one call (≈ RUN_ELEMENTS values) and
-        sliced. Every value is a function of (key, id, step, element) only, so this changes no
+        A call costs ~80 small torch ops whatever its size (~60 on CUDA), so for small [B, D]
+        the next `n_steps` steps of this shape are computed in one call (≈ RUN_ELEMENTS values)
+        and sliced. Every value is a function of (key, id, step, element) only, so this changes no
         number: a run is a cache, and a step of another shape in between just leaves one unused.
         """
         shape = tuple(int(s) for s in event_shape)

@@ -1,21 +1,25 @@
 """Quality of the keyed counter-based noise (`philox`, behind `Keys` / `SampleNoise`).
 
 Known-answer vectors of Philox4x32-10 (the Random123 distribution's kat_vectors, Salmon et al.
-2011), an independent pure-Python reference (exact big-integer products), moments, a
-Kolmogorov–Smirnov test per stream, zero correlation between neighbouring ids / steps / streams /
-seeds, and batch invariance. Every assertion has an n-dependent tolerance: a statistic with
-standard error se is required within 5 se (|ρ| < 4/√n for correlations, as the issue asks).
+2011), an independent pure-Python reference (exact big-integer products) for both round loops
+(the CPU's and the int32-view one other devices use), the normals and signs bitwise against the
+textbook formulas applied to the words, moments, a Kolmogorov–Smirnov test per stream, zero
+correlation between neighbouring ids / steps / streams / seeds, and batch invariance. Every
+statistical assertion has an n-dependent tolerance: a statistic with standard error se is
+required within 5 se (|ρ| < 4/√n for correlations, as the issue asks).
 """
 
 from __future__ import annotations
 
 import math
 import random
+import shutil
 
 import pytest
 import torch
 
 from cartoonist import Keys, SampleNoise
+from cartoonist.diffusion import philox
 from cartoonist.diffusion.philox import (
     philox4x32,
     philox_normal,
@@ -63,17 +67,107 @@ def test_known_answer_vectors(counter, key, expected):
     assert _reference(counter, key) == expected  # the reference agrees with the published values
 
 
-def test_matches_reference_on_random_counters_and_keys():
-    """Bitwise agreement with the big-integer reference, incl. words at the 16-bit limb edges."""
+# 0, 2^31, 2^32 - 1 and the 16-bit edges; M0·c and M1·c wrap past 2^63 from c ≈ 0x9C000000 on
+EDGES = [0, 1, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, 0x9C000000, 0x9F000000, M32 - 1, M32]
+
+
+@pytest.fixture(params=["int64", "views"])
+def loop(request, monkeypatch):
+    """Each round loop on the CPU: its own (contiguous int64) and the int32-view one of CUDA."""
+    if request.param == "views":
+        monkeypatch.setitem(philox._LOOPS, "cpu", philox._rounds_views)
+    return request.param
+
+
+def test_matches_reference_on_random_counters_and_keys(loop):
+    """Bitwise agreement with the big-integer reference, incl. edge words and wrapped products."""
     rng = random.Random(0)
-    edges = [0, 1, 0xFFFF, 0x10000, 0x7FFFFFFF, 0x80000000, M32]
     for _ in range(20):
-        key = (rng.choice(edges + [rng.getrandbits(32)]), rng.getrandbits(32))
+        key = (rng.choice(EDGES + [rng.getrandbits(32)]), rng.getrandbits(32))
         counters = [
-            tuple(rng.choice(edges) if rng.random() < 0.3 else rng.getrandbits(32) for _ in "abcd")
+            tuple(rng.choice(EDGES) if rng.random() < 0.3 else rng.getrandbits(32) for _ in "abcd")
             for _ in range(50)
         ]
         assert _words(counters, key) == [_reference(c, key) for c in counters]
+    # scalar and broadcast counter words
+    c2 = torch.tensor([[0], [M32], [0x80000000]])
+    out = philox4x32(7, torch.tensor([1, 2**31]), c2, M32, *KAT[2][1])
+    for i in range(3):
+        for j in range(2):
+            ref = _reference((7, [1, 2**31][j], int(c2[i, 0]), M32), KAT[2][1])
+            assert tuple(int(w[i, j]) for w in out) == ref
+
+
+def test_blocks_match_the_reference(loop):
+    """`philox_words`: block j of row b at step s is Philox of (j, s, id_lo, id_hi) (odd sizes)."""
+    ids = [0, 2**31, M32, 2**32 * M32 + 5, 0x9F0000009C000000]
+    key, step, n_blocks = (0x9C000001, M32), M32 - 2, 37
+    w = philox_words(key, _ids(ids), step, n_blocks, n_steps=3)  # [5, 3, 4 · 37]
+    for b, i in enumerate(ids):
+        for s in range(3):
+            for j in range(n_blocks):
+                ref = _reference((j, step + s, i & M32, i >> 32), key)
+                assert tuple(w[b, s, 4 * j : 4 * j + 4].tolist()) == ref
+
+
+def _unit(w, dtype, plus_one):
+    """(w + plus_one)·2⁻³² in dtype: exact in float64; in float32 the top 24 bits and the low 8
+    bits, each exact, summed with one rounding."""
+    if dtype == torch.float64:
+        return (w + int(plus_one)).to(dtype) * 2.0**-32
+    return (w >> 8).to(dtype) * 2.0**-24 + ((w & 0xFF) + int(plus_one)).to(dtype) * 2.0**-32
+
+
+@pytest.mark.parametrize("numel", [1, 6, 37])
+def test_normals_are_box_muller_of_the_words(loop, numel):
+    """Bitwise the textbook Box–Muller of word pairs (w0, w1), (w2, w3), in every dtype pair."""
+    ids, key = _ids([3, 2**40 + 1, M32]), (0x80000000, 12345)
+    for n_steps in (None, 3):
+        w = philox_words(key, ids, 5, -(-numel // 4), n_steps)
+        w = w.view(*w.shape[:-1], -1, 2, 2)
+        for work in (torch.float32, torch.float64):
+            r = _unit(w[..., 0], work, True).log().mul(-2.0).sqrt()
+            theta = _unit(w[..., 1], work, False) * (2 * math.pi)
+            z = torch.stack([r * theta.cos(), r * theta.sin()], -1).flatten(-3)[..., :numel]
+            for dtype in (torch.float32, torch.float64):
+                got = philox_normal(key, ids, 5, numel, dtype, work, n_steps)
+                assert got.dtype == dtype and torch.equal(got, z.to(dtype)), (n_steps, work, dtype)
+
+
+def test_rademacher_is_the_top_bit_of_the_words(loop):
+    ids, key = _ids([0, 9, M32]), (1, M32)
+    w = philox_words(key, ids, 2, 10, n_steps=2)[..., :37]
+    ref = torch.where(w >= 2**31, -1.0, 1.0)
+    for dtype in (torch.float32, torch.float64):
+        assert torch.equal(philox_rademacher(key, ids, 2, 37, dtype, n_steps=2), ref.to(dtype))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on the CPU needs g++")
+def test_compiled_words_are_the_eager_words():
+    """`set_compiled` (one fused kernel per broadcast pattern) changes no word, normal or sign."""
+    ids, key = _ids([0, 7, 2**33 + M32]), (0x9C000000, M32)
+    eager = [
+        (philox_words(key, ids, M32 - 3, 9, n), philox_normal(key, ids, 0, 33, DT, n_steps=n))
+        for n in (None, 4)
+    ]
+    philox.set_compiled(True)
+    try:
+        for n, (w, z) in zip((None, 4), eager):
+            assert torch.equal(philox_words(key, ids, M32 - 3, 9, n), w)
+            assert torch.equal(philox_normal(key, ids, 0, 33, DT, n_steps=n), z)
+        other = (5, 6)  # a new key is not a new graph, and gives its own words
+        assert torch.equal(
+            philox_rademacher(other, ids, 1, 36, DT), philox_rademacher(other, ids, 1, 36, DT)
+        )
+    finally:
+        philox.set_compiled(False)
+    assert torch.equal(philox_rademacher(other, ids, 1, 36, DT)[0], _signs(other, 0, 1, 36))
+
+
+def _signs(key, sample_id, step, numel):
+    words = [w for j in range(-(-numel // 4)) for w in _reference((j, step, sample_id, 0), key)]
+    return torch.tensor([-1.0 if w >> 31 else 1.0 for w in words[:numel]], dtype=DT)
 
 
 def test_words_are_32_bit_and_distinct():
