@@ -107,7 +107,8 @@ BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost peer_
 bench-deps: $(STAMP)
 	@# k-diffusion's own log_likelihood is the Q4 baseline; --no-deps keeps torchvision (and a
 	@# CUDA torch) out.
-	@$(PY) -c "import k_diffusion, torchsde" 2>/dev/null || \
+	@# (found, not imported: k_diffusion's __init__ needs packages --no-deps leaves out)
+	@$(PY) -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('k_diffusion') and u.find_spec('torchsde')))" || \
 	  $(PIP) install -q --no-deps k-diffusion==0.1.1.post1 torchsde==0.2.6 trampoline==0.1.2
 
 bench: bench-deps $(OUT)/train/fig4_digits_elbo/DONE ## Every benchmark incl. make test/demo/figures timings (~45 min) → outputs/bench/
@@ -116,7 +117,7 @@ bench: bench-deps $(OUT)/train/fig4_digits_elbo/DONE ## Every benchmark incl. ma
 bench-quick: bench-deps ## The benchmarks at small sizes (a few minutes on 2 cores) → outputs/bench/
 	@for b in $(BENCHES); do $(BENCH_ENV) $(PY) -m benchmarks.$$b --quick || exit 1; done
 
-gpu-check: $(STAMP) bench-deps ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2/Q7/Q8 at GPU sizes (~3 min without Q8, not yet timed with it) → outputs/bench/*_cuda.json; skips without CUDA
+gpu-check: $(STAMP) bench-deps ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2/Q4/Q7/Q8 at GPU sizes (~3 min without Q4/Q8, not yet timed with them) → outputs/bench/*_cuda.json; skips without CUDA
 	CARTOONIST_BENCH_DIR=$(OUT)/bench PY=$(PY) bash benchmarks/gpu_check.sh
 
 test: $(STAMP) ## Run the fast test suite (~10 min on 2 cores)
