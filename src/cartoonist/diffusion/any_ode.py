@@ -118,37 +118,13 @@ def run_ode(
         sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend
     )
     acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) if track_logp else None
+    common = dict(acc=acc0, rtol=opts.rtol, atol=opts.atol, score=sc, record=record)
     if method == SIGMA_METHOD:
         plain = log_density_drift(sc, schedule, velocity, False, divergence, probes)
-        x, delta, traj = integrate_sigma(
-            drift,
-            plain,
-            schedule,
-            x,
-            float(grid[0]),
-            float(grid[-1]),
-            acc=acc0,
-            rtol=opts.rtol,
-            atol=opts.atol,
-            score=sc,
-            record=record,
-        )
-        return _finish(x, delta, traj, logp_init, sc)
-    x, delta, traj = integrate_ode(
-        drift,
-        x,
-        grid,
-        acc=acc0,
-        method=method,
-        rtol=opts.rtol,
-        atol=opts.atol,
-        score=sc,
-        record=record,
-    )
-    return _finish(x, delta, traj, logp_init, sc)
-
-
-def _finish(x, delta, traj, logp_init, sc) -> tuple[SampleResult, Tensor | None]:
+        ends = float(grid[0]), float(grid[-1])
+        x, delta, traj = integrate_sigma(drift, plain, schedule, x, *ends, **common)
+    else:
+        x, delta, traj = integrate_ode(drift, x, grid, method=method, **common)
     lp = None
     if logp_init is not None:
         lp = logp_init + delta
