@@ -327,9 +327,14 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_figure_at_debug_smoke_and_replot(smoke_root, name):
-    """Each figure at literally `debug=smoke` (fig1 with its learned part on the tiny U-Net)."""
+def test_figure_at_debug_smoke_and_replot(smoke_root, name, monkeypatch):
+    """Each figure at literally `debug=smoke` (fig1 with its learned part on the tiny U-Net).
+
+    `python experiments/replot.py NAME DIR` runs as a script in this process (runpy, its
+    `__main__` and argv; a subprocess would spend ~7 s importing what this one has).
+    """
     import json
+    import runpy
 
     import pandas as pd
 
@@ -345,13 +350,10 @@ def test_figure_at_debug_smoke_and_replot(smoke_root, name):
         df = pd.read_csv(figs / f"{name}.csv")
         assert len(df) == 3 * 5 and set(df[df.dataset == "digits (unet)"].logp_kind) == {"pf_ode"}
     (figs / f"{name}.png").unlink()
-    r = subprocess.run(
-        [sys.executable, "experiments/replot.py", name, str(figs)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    assert r.returncode == 0 and (figs / f"{name}.png").exists(), r.stderr
+    script = Path(__file__).resolve().parents[2] / "experiments" / "replot.py"
+    monkeypatch.setattr(sys, "argv", [str(script), name, str(figs)])
+    runpy.run_path(str(script), run_name="__main__")  # sys.exit on an error fails the test
+    assert (figs / f"{name}.png").exists()
 
 
 def test_smoke_figure_writes_under_its_own_root(tmp_path):
