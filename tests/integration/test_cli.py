@@ -35,7 +35,8 @@ def test_other_samplers_smoke(tmp_path, sampler):
 
 def test_sample_smoke_writes_outputs_and_skips_when_done(tmp_path):
     out = tmp_path / "s"
-    cfg = compose_cfg("sample", ["debug=smoke", "sampler=hd"], out)
+    # 20 steps, not the default 1000: the outputs and the skip do not depend on the step count
+    cfg = compose_cfg("sample", ["debug=smoke", "sampler=hd", "sampler.steps=20"], out)
     summary = tasks.sample.run(cfg)
     for name in ("per_sample.csv", "samples.pt", "grid.png", "summary.json", "DONE"):
         assert (out / name).exists(), name
