@@ -174,6 +174,7 @@ def test_hd_threshold_job_on_an_edm_denoiser_scores_samples_correctly(tmp_path):
     over += ["model.path=tests.helpers.pretrained:GaussianDenoiser", "debug=smoke"]
     over += ["sampler.lambda_threshold=0", "sampler.first_stage=ode", "sampler.steps=20"]
     over += ["likelihood.steps=16", "likelihood.divergence=exact"]
+    over += ["likelihood.backend=reverse"]  # the same trace as JVPs, ~1/20 of the CPU
     cfg = compose_cfg("sample", over, tmp_path / "edm")
     assert cfg.experiment_name == "hd_threshold__edm-tests.helpers.pretrained-GaussianDenoiser"
     tasks.sample.run(cfg)
