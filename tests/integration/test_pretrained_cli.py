@@ -203,13 +203,14 @@ def test_pickle_refused_without_allow_pickle_and_threshold_checked(folder, tmp_p
 
 
 @pytest.mark.slow
-def test_ddp_splits_pretrained_sampling(folder, tmp_path):
-    """trainer=ddp (2 CPU processes) gives the same per-sample log p as one process."""
+def test_ddp_splits_pretrained_sampling(folder, tmp_path, monkeypatch):
+    """trainer=ddp (2 CPU processes) gives the same per-sample log p as one process (the CLI's
+    main in this one)."""
     base = ["model=diffusers", f"model.path={folder}", "sampler=sde", "sampler.steps=5"]
     base += ["n_samples=6", "batch_size=2", "logger=csv", f"paths.output_root={tmp_path}"]
-    for name, extra in (("one", []), ("two", ["trainer=ddp", "trainer.devices=2"])):
-        r = _run("sample", base + [f"run_name={name}"] + extra)
-        assert r.returncode == 0, r.stderr[-3000:]
+    assert run_cli("sample", base + ["run_name=one"], monkeypatch) == 0
+    r = _run("sample", base + ["run_name=two", "trainer=ddp", "trainer.devices=2"])
+    assert r.returncode == 0, r.stderr[-3000:]
     one = _csv(tmp_path / "sample" / "one" / "per_sample.csv")
     two = _csv(tmp_path / "sample" / "two" / "per_sample.csv")
     assert [r["sample_id"] for r in one] == [r["sample_id"] for r in two] == list("012345")
