@@ -247,6 +247,7 @@ def test_hd_threshold_sweep_and_plot(tmp_path, monkeypatch):
     import runpy
 
     small = ["debug=smoke", "sampler.steps=40", f"paths.output_root={tmp_path}"]
+    small += ["model.iters=2"]  # each job fits the digits oracle: 2 EM iterations, not 30 (~2.5 s)
     for exp, extra in (
         ("hd_threshold_baseline", []),
         ("hd_threshold", ["sampler.lambda_threshold=-4,4"]),
