@@ -13,6 +13,7 @@ import pytest
 
 from cartoonist import tasks
 from cartoonist.pipeline import ConfigError, preflight
+from tests.helpers.cli import run_cli
 from tests.helpers.pipeline import compose_cfg
 
 # One OpenMP thread per subprocess, as in conftest: on shared cores more threads stall (5× slower).
@@ -35,7 +36,8 @@ def test_other_samplers_smoke(tmp_path, sampler):
 
 def test_sample_smoke_writes_outputs_and_skips_when_done(tmp_path):
     out = tmp_path / "s"
-    cfg = compose_cfg("sample", ["debug=smoke", "sampler=hd"], out)
+    # 20 steps, not the default 1000: the outputs and the skip do not depend on the step count
+    cfg = compose_cfg("sample", ["debug=smoke", "sampler=hd", "sampler.steps=20"], out)
     summary = tasks.sample.run(cfg)
     for name in ("per_sample.csv", "samples.pt", "grid.png", "summary.json", "DONE"):
         assert (out / name).exists(), name
@@ -149,7 +151,7 @@ def test_cli_bad_config_exit_code(tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_training_resumes_from_checkpoint(tmp_path):
+def test_killed_training_resumes_from_checkpoint(tmp_path, monkeypatch, capfd):
     cmd = [
         sys.executable,
         "-m",
@@ -174,9 +176,9 @@ def test_killed_training_resumes_from_checkpoint(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (run_dir / "DONE").exists()
-    r = subprocess.run(cmd, env=ENV, capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr[-2000:]
-    assert "resuming from" in r.stdout
+    # The rerun needs no fresh interpreter: the same command line through the CLI's main here.
+    assert run_cli("train", cmd[3:], monkeypatch) == 0
+    assert "resuming from" in capfd.readouterr().out
     import json
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -184,7 +186,7 @@ def test_killed_training_resumes_from_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_evaluate_matches_single_process(tmp_path):
+def test_ddp_evaluate_matches_single_process(tmp_path, monkeypatch):
     base = [
         sys.executable,
         "-m",
@@ -196,15 +198,16 @@ def test_ddp_evaluate_matches_single_process(tmp_path):
         "likelihood.steps=10",
         f"paths.output_root={tmp_path}",
     ]
-    for name, extra in (("one", []), ("two", ["trainer=ddp", "trainer.devices=2"])):
-        r = subprocess.run(
-            base + [f"run_name={name}"] + extra,
-            env=ENV,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert r.returncode == 0, r.stderr[-3000:]
+    # The single process is the CLI's main here; DDP's two are real processes.
+    assert run_cli("evaluate", base[3:] + ["run_name=one"], monkeypatch) == 0
+    r = subprocess.run(
+        base + ["run_name=two", "trainer=ddp", "trainer.devices=2"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
     one = _csv(tmp_path / "evaluate" / "one" / "per_sample.csv")
     two = _csv(tmp_path / "evaluate" / "two" / "per_sample.csv")
     key = lambda rows: [(r["sample_id"], r["estimator"], r["logp_nats"]) for r in rows]  # noqa: E731
@@ -234,31 +237,27 @@ def test_demo_runs_small(tmp_path):
 
 
 @pytest.mark.slow
-def test_hd_threshold_sweep_and_plot(tmp_path):
-    """The multirun sweep (Hydra -m via the experiment), and the collector script."""
+def test_hd_threshold_sweep_and_plot(tmp_path, monkeypatch):
+    """The multirun sweep (Hydra -m via the experiment), and the collector script.
+
+    Both sweeps through the CLI's main and the script by runpy, in this process (the sweep's
+    fresh-interpreter run is tests/integration/test_pretrained_cli.py's).
+    """
     import json
+    import runpy
 
     small = ["debug=smoke", "sampler.steps=40", f"paths.output_root={tmp_path}"]
+    small += ["model.iters=2"]  # each job fits the digits oracle: 2 EM iterations, not 30 (~2.5 s)
     for exp, extra in (
         ("hd_threshold_baseline", []),
         ("hd_threshold", ["sampler.lambda_threshold=-4,4"]),
     ):
-        r = subprocess.run(
-            [sys.executable, "-m", "cartoonist.sample", f"experiment={exp}"] + small + extra,
-            capture_output=True,
-            text=True,
-            env=ENV,
-        )
-        assert r.returncode == 0, r.stderr[-2000:]
+        assert run_cli("sample", [f"experiment={exp}"] + small + extra, monkeypatch) == 0
     jobs = sorted(p for p in (tmp_path / "sample" / "hd_threshold").iterdir() if p.is_dir())
     assert len(jobs) == 4 and all((j / "DONE").exists() for j in jobs)
-    r = subprocess.run(
-        [sys.executable, "experiments/hd_threshold/plot.py", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    script = Path(__file__).resolve().parents[2] / "experiments" / "hd_threshold" / "plot.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(tmp_path)])
+    runpy.run_path(str(script), run_name="__main__")
     metrics = json.loads((tmp_path / "figures" / "hd_threshold.json").read_text())
     assert {"mean_logp_sde", "mean_logp_pf_ode", "gain_hd_ode_-4", "gain_hd_sde_4"} <= set(metrics)
     assert metrics["logp_estimator"] == "exact"
@@ -327,9 +326,14 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("name", list(CHECKS))
-def test_figure_at_debug_smoke_and_replot(smoke_root, name):
-    """Each figure at literally `debug=smoke` (fig1 with its learned part on the tiny U-Net)."""
+def test_figure_at_debug_smoke_and_replot(smoke_root, name, monkeypatch):
+    """Each figure at literally `debug=smoke` (fig1 with its learned part on the tiny U-Net).
+
+    `python experiments/replot.py NAME DIR` runs as a script in this process (runpy, its
+    `__main__` and argv; a subprocess would spend ~7 s importing what this one has).
+    """
     import json
+    import runpy
 
     import pandas as pd
 
@@ -345,13 +349,10 @@ def test_figure_at_debug_smoke_and_replot(smoke_root, name):
         df = pd.read_csv(figs / f"{name}.csv")
         assert len(df) == 3 * 5 and set(df[df.dataset == "digits (unet)"].logp_kind) == {"pf_ode"}
     (figs / f"{name}.png").unlink()
-    r = subprocess.run(
-        [sys.executable, "experiments/replot.py", name, str(figs)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    assert r.returncode == 0 and (figs / f"{name}.png").exists(), r.stderr
+    script = Path(__file__).resolve().parents[2] / "experiments" / "replot.py"
+    monkeypatch.setattr(sys, "argv", [str(script), name, str(figs)])
+    runpy.run_path(str(script), run_name="__main__")  # sys.exit on an error fails the test
+    assert (figs / f"{name}.png").exists()
 
 
 def test_smoke_figure_writes_under_its_own_root(tmp_path):
@@ -413,9 +414,10 @@ def test_hd_threshold_and_png_size_on_our_checkpoint(smoke_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_fig4_pipeline_small(tmp_path):
+def test_fig4_pipeline_small(tmp_path, monkeypatch):
     """Train a tiny model on the exact 2-D mixture, evaluate r0 / PF-ODE / ELBO, collect fig4."""
     import json
+    import runpy
 
     root = tmp_path / "outputs"
     train_over = ["debug=smoke", "dataset=gmm2d", "model=mlp"]
@@ -432,13 +434,9 @@ def test_fig4_pipeline_small(tmp_path):
             "sde_steps=50",
         ] + extra
         tasks.evaluate.run(compose_cfg("evaluate", over, root / "evaluate" / f"fig4_toy__{lik}"))
-    r = subprocess.run(
-        [sys.executable, "experiments/fig4_r0_ode_elbo/plot.py", str(root)],
-        capture_output=True,
-        text=True,
-        env=ENV,
-    )
-    assert r.returncode == 0, r.stderr[-2000:]
+    script = Path(__file__).resolve().parents[2] / "experiments" / "fig4_r0_ode_elbo" / "plot.py"
+    monkeypatch.setattr(sys, "argv", [str(script), str(root)])
+    runpy.run_path(str(script), run_name="__main__")  # the script as `python plot.py ROOT`
     m = json.loads((root / "figures" / "fig4_r0_ode_elbo.json").read_text())
     assert m["toy/n"] == 8 and 0 <= m["toy/frac_r0_gt_ode_gt_elbo"] <= 1
     assert "toy/mae_pf_ode_vs_data" in m and "toy/spearman_sde_tracking_pf_ode" in m

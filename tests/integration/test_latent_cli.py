@@ -1,4 +1,4 @@
-"""model=stable_diffusion end to end, offline, on a tiny random SD folder (subprocess CLI runs).
+"""model=stable_diffusion end to end, offline, on a tiny random SD folder (CLI runs in-process).
 
 The Must show of issue 12: `python -m cartoonist.sample model=stable_diffusion ... sampler=hd`
 with a prompt writes decoded images (grid.png, samples.pt `images`) and per-sample log p labelled
@@ -9,36 +9,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.cli import run_cli
 from tests.helpers.latent import save_tiny_sd
 
 pytest.importorskip("diffusers")
 pytest.importorskip("transformers")
-
-ENV = dict(
-    os.environ,
-    WANDB_MODE="disabled",
-    HF_HUB_OFFLINE="1",
-    OMP_NUM_THREADS="1",
-    PYTHONUNBUFFERED="1",
-)
-
-
-def _run(task: str, args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", f"cartoonist.{task}"] + args,
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
 
 
 def _csv(path: Path) -> list[dict]:
@@ -51,8 +31,8 @@ def folder(tmp_path_factory):
     return save_tiny_sd(tmp_path_factory.mktemp("tiny_sd"), prediction_type="v_prediction")
 
 
-def test_sample_hd_with_a_prompt_writes_images_and_latent_log_p(folder, tmp_path):
-    r = _run(
+def test_sample_hd_with_a_prompt_writes_images_and_latent_log_p(folder, tmp_path, monkeypatch):
+    rc = run_cli(
         "sample",
         [
             "model=stable_diffusion",
@@ -67,8 +47,9 @@ def test_sample_hd_with_a_prompt_writes_images_and_latent_log_p(folder, tmp_path
             f"paths.output_root={tmp_path}",
             "run_name=sd",
         ],
+        monkeypatch,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert rc == 0
     out = tmp_path / "sample" / "sd"
     rows = _csv(out / "per_sample.csv")
     assert len(rows) == 4 and {row["estimator"] for row in rows} == {"tracked"}
@@ -85,10 +66,10 @@ def test_sample_hd_with_a_prompt_writes_images_and_latent_log_p(folder, tmp_path
     assert (out / "grid.png").stat().st_size > 0 and (out / "DONE").exists()
 
 
-def test_guided_sampling_reports_the_conditional_log_p_only(folder, tmp_path):
+def test_guided_sampling_reports_the_conditional_log_p_only(folder, tmp_path, monkeypatch):
     """w = 3 with sampler=sde: no tracked value (the guided r is not a log-density); the PF-ODE
     likelihood scores the samples under the conditional model."""
-    r = _run(
+    rc = run_cli(
         "sample",
         [
             "model=stable_diffusion",
@@ -105,8 +86,9 @@ def test_guided_sampling_reports_the_conditional_log_p_only(folder, tmp_path):
             f"paths.output_root={tmp_path}",
             "run_name=guided",
         ],
+        monkeypatch,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert rc == 0
     out = tmp_path / "sample" / "guided"
     rows = _csv(out / "per_sample.csv")
     assert {row["estimator"] for row in rows} == {"pf_ode"}
@@ -116,11 +98,13 @@ def test_guided_sampling_reports_the_conditional_log_p_only(folder, tmp_path):
     assert "logp_tracked_mean" not in summary
 
 
-def test_a_prompt_on_an_unconditional_model_is_one_line_before_compute(tmp_path):
+def test_a_prompt_on_an_unconditional_model_is_one_line_before_compute(
+    tmp_path, monkeypatch, capfd
+):
     from tests.helpers.pretrained import save_tiny_diffusers
 
     pixel = save_tiny_diffusers(tmp_path / "ddpm")
-    r = _run(
+    rc = run_cli(
         "sample",
         [
             "model=diffusers",
@@ -129,13 +113,15 @@ def test_a_prompt_on_an_unconditional_model_is_one_line_before_compute(tmp_path)
             "debug=smoke",
             f"paths.output_root={tmp_path}",
         ],
+        monkeypatch,
     )
-    assert r.returncode == 2, r.stderr[-2000:]
-    err = [line for line in r.stderr.splitlines() if "not text-conditional" in line]
+    stderr = capfd.readouterr().err
+    assert rc == 2, stderr[-2000:]
+    err = [line for line in stderr.splitlines() if "not text-conditional" in line]
     assert len(err) == 1 and "model.prompt" in err[0]
 
 
-def test_evaluate_an_image_folder_encodes_then_scores_the_latent(folder, tmp_path):
+def test_evaluate_an_image_folder_encodes_then_scores_the_latent(folder, tmp_path, monkeypatch):
     from PIL import Image
 
     imgs = tmp_path / "imgs"
@@ -144,7 +130,7 @@ def test_evaluate_an_image_folder_encodes_then_scores_the_latent(folder, tmp_pat
     for i in range(20):
         px = (torch.rand(64, 64, 3, generator=rng) * 255).to(torch.uint8).numpy()
         Image.fromarray(px).save(imgs / f"{i}.png")
-    r = _run(
+    rc = run_cli(
         "evaluate",
         [
             "model=stable_diffusion",
@@ -162,8 +148,9 @@ def test_evaluate_an_image_folder_encodes_then_scores_the_latent(folder, tmp_pat
             f"paths.output_root={tmp_path}",
             "run_name=ev",
         ],
+        monkeypatch,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert rc == 0
     out = tmp_path / "evaluate" / "ev"
     rows = _csv(out / "per_sample.csv")
     assert len(rows) == 2 and all(row["density_of"].startswith("latent z") for row in rows)

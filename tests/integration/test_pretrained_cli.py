@@ -1,7 +1,9 @@
 """Pretrained models end to end, offline: a tiny random diffusers folder and an EDM denoiser.
 
-The CLI runs (subprocesses) sample with the tracked log p (reverse SDE), the HD sampler, and the
-PF-ODE likelihood; in-process runs cover evaluation on an image folder and bad configurations.
+The CLI runs sample with the tracked log p (reverse SDE), the HD sampler, and the PF-ODE
+likelihood (a sweep, a corrupt folder and DDP as real subprocesses, the others through the CLI's
+`main()` in this process); in-process runs cover evaluation on an image folder and bad
+configurations.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from cartoonist import tasks
 from cartoonist.pipeline import ConfigError, preflight
+from tests.helpers.cli import run_cli
 from tests.helpers.pipeline import compose_cfg
 from tests.helpers.pretrained import save_tiny_diffusers
 
@@ -56,7 +59,11 @@ def folder(tmp_path_factory):
 
 
 def test_cli_sample_sde_tracked_and_hd(folder, tmp_path):
-    """One process, two jobs (-m): reverse SDE with Theorem 1's log p, and Algorithm 1."""
+    """One process, two jobs (-m): reverse SDE with Theorem 1's log p, and Algorithm 1.
+
+    The fast suite's successful run in a fresh interpreter (the other CLI runs are in-process):
+    what only a new process shows (imports, resolvers, the sweeper's plugin scan) is seen here.
+    """
     r = _run(
         "sample",
         ["-m", "model=diffusers", f"model.path={folder}", "sampler=sde,hd", "sampler.steps=6"]
@@ -77,20 +84,17 @@ def test_cli_sample_sde_tracked_and_hd(folder, tmp_path):
     assert (hd / "grid.png").exists() and (hd / "DONE").exists()
 
 
-def test_cli_evaluate_pf_ode(folder, tmp_path):
-    r = _run(
-        "evaluate",
-        ["model=diffusers", f"model.path={folder}", "likelihood=pf_ode", "likelihood.steps=3"]
-        + ["sde_steps=4", "run_name=ode", f"paths.output_root={tmp_path}"]
-        + SMALL,
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
+def test_cli_evaluate_pf_ode(folder, tmp_path, monkeypatch):
+    args = ["model=diffusers", f"model.path={folder}", "likelihood=pf_ode", "likelihood.steps=3"]
+    args += ["sde_steps=4", "run_name=ode", f"paths.output_root={tmp_path}"]
+    assert run_cli("evaluate", args + SMALL, monkeypatch) == 0
     rows = _csv(tmp_path / "evaluate" / "ode" / "per_sample.csv")
     assert {r["estimator"] for r in rows} == {"pf_ode", "sde_tracking"} and len(rows) == 8
     assert all(math.isfinite(float(r["logp_nats"])) for r in rows)
 
 
 def test_cli_corrupt_weights_exit_2_in_one_line(folder, tmp_path):
+    """A real process: its whole stderr is the one line (no warning, no traceback)."""
     import shutil
 
     bad = tmp_path / "bad"
@@ -105,25 +109,16 @@ def test_cli_corrupt_weights_exit_2_in_one_line(folder, tmp_path):
 def test_error_while_loading_exits_2_in_one_line(folder, tmp_path, monkeypatch, capsys):
     """A ConfigError raised inside the task (weights of the wrong shapes): one line, rc 2."""
     import json
-    import logging
     import shutil
-
-    from cartoonist.sample import main
 
     bad = tmp_path / "wrong"
     shutil.copytree(folder, bad)
     cfg = json.loads((bad / "config.json").read_text())
     (bad / "config.json").write_text(json.dumps(dict(cfg, block_out_channels=[8, 32])))
-    argv = ["sample", "model=diffusers", f"model.path={bad}", "logger=csv"]
-    monkeypatch.setattr(sys, "argv", argv + [f"paths.output_root={tmp_path / 'out'}"])
-    handlers = list(logging.getLogger().handlers)
-    try:
-        with pytest.raises(SystemExit) as e:
-            main()
-    finally:  # Hydra configured logging for the job: give the other tests theirs back
-        logging.getLogger().handlers = handlers
+    argv = ["model=diffusers", f"model.path={bad}", "logger=csv"]
+    rc = run_cli("sample", argv + [f"paths.output_root={tmp_path / 'out'}"], monkeypatch)
     err = capsys.readouterr().err.strip().splitlines()
-    assert e.value.code == 2 and err[-1].startswith("error: ") and str(bad) in err[-1]
+    assert rc == 2 and err[-1].startswith("error: ") and str(bad) in err[-1]
     assert not list((tmp_path / "out").rglob("DONE"))
 
 
@@ -208,13 +203,14 @@ def test_pickle_refused_without_allow_pickle_and_threshold_checked(folder, tmp_p
 
 
 @pytest.mark.slow
-def test_ddp_splits_pretrained_sampling(folder, tmp_path):
-    """trainer=ddp (2 CPU processes) gives the same per-sample log p as one process."""
+def test_ddp_splits_pretrained_sampling(folder, tmp_path, monkeypatch):
+    """trainer=ddp (2 CPU processes) gives the same per-sample log p as one process (the CLI's
+    main in this one)."""
     base = ["model=diffusers", f"model.path={folder}", "sampler=sde", "sampler.steps=5"]
     base += ["n_samples=6", "batch_size=2", "logger=csv", f"paths.output_root={tmp_path}"]
-    for name, extra in (("one", []), ("two", ["trainer=ddp", "trainer.devices=2"])):
-        r = _run("sample", base + [f"run_name={name}"] + extra)
-        assert r.returncode == 0, r.stderr[-3000:]
+    assert run_cli("sample", base + ["run_name=one"], monkeypatch) == 0
+    r = _run("sample", base + ["run_name=two", "trainer=ddp", "trainer.devices=2"])
+    assert r.returncode == 0, r.stderr[-3000:]
     one = _csv(tmp_path / "sample" / "one" / "per_sample.csv")
     two = _csv(tmp_path / "sample" / "two" / "per_sample.csv")
     assert [r["sample_id"] for r in one] == [r["sample_id"] for r in two] == list("012345")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from cartoonist.pipeline.checkpoints import checkpoint_step
+from tests.helpers.cli import run_cli
 
 ENV = dict(os.environ, WANDB_MODE="disabled", PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 
@@ -50,7 +51,7 @@ def _loss_steps(path: Path) -> list[int]:
 
 
 @pytest.mark.slow  # four training processes: ~5 min on 2 shared cores
-def test_second_live_run_refused_then_kill_and_rerun_keeps_history(tmp_path):
+def test_second_live_run_refused_then_kill_and_rerun_keeps_history(tmp_path, monkeypatch, capfd):
     run = tmp_path / "train" / "r"
     ckpts = run / "checkpoints"
     first = subprocess.Popen(
@@ -86,14 +87,14 @@ def test_second_live_run_refused_then_kill_and_rerun_keeps_history(tmp_path):
     assert not (run / "DONE").exists()
     killed_at = checkpoint_step(ckpts / "last.ckpt")
     assert min(_loss_steps(run / "csv" / "metrics.csv")) == 0
-    # The rerun takes over the dead process's lock, resumes and keeps the steps before the kill.
+    # The rerun takes over the dead process's lock, resumes and keeps the steps before the kill
+    # (this process: the CLI's main, tests.helpers.cli; no fresh interpreter is needed for it).
     target = killed_at + 10
-    r = subprocess.run(
-        _train(tmp_path, f"trainer.max_steps={target}"), env=ENV, capture_output=True, text=True
-    )
-    assert r.returncode == 0, r.stderr[-3000:]
-    assert f"resuming from {ckpts / 'last.ckpt'} (step {killed_at})" in r.stdout
-    assert "taking over the stale lock" in r.stderr
+    capfd.readouterr()
+    assert run_cli("train", _train(tmp_path, f"trainer.max_steps={target}")[3:], monkeypatch) == 0
+    out = capfd.readouterr()
+    assert f"resuming from {ckpts / 'last.ckpt'} (step {killed_at})" in out.out
+    assert "taking over the stale lock" in out.err
     assert _loss_steps(run / "csv" / "metrics.csv") == list(range(target))  # each step once
     summary = json.loads((run / "summary.json").read_text())
     assert summary["resumed"] and summary["global_step"] == target and (run / "DONE").exists()

@@ -9,36 +9,21 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from tests.helpers.cli import run_cli
 from tests.helpers.latent import save_sd3_embeds, save_tiny_sd3
 
 pytest.importorskip("diffusers")
 
-ENV = dict(
-    os.environ,
-    WANDB_MODE="disabled",
-    HF_HUB_OFFLINE="1",
-    OMP_NUM_THREADS="1",
-    PYTHONUNBUFFERED="1",
-)
 
-
-def _sample(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cartoonist.sample"] + args,
-        capture_output=True,
-        text=True,
-        env=ENV,
-        timeout=600,
-    )
+def _sample(args: list[str], monkeypatch) -> int:
+    """`python -m cartoonist.sample ARGS`, in this process (tests.helpers.cli)."""
+    return run_cli("sample", args, monkeypatch)
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +31,9 @@ def folder(tmp_path_factory):
     return save_tiny_sd3(tmp_path_factory.mktemp("tiny_sd3"))
 
 
-def test_sample_hd_writes_images_and_latent_log_p(folder, tmp_path):
+def test_sample_hd_writes_images_and_latent_log_p(folder, tmp_path, monkeypatch):
     emb = save_sd3_embeds(tmp_path / "emb.safetensors", n=2)
-    r = _sample(
+    rc = _sample(
         [
             "model=sd3",
             f"model.path={folder}",
@@ -61,9 +46,10 @@ def test_sample_hd_writes_images_and_latent_log_p(folder, tmp_path):
             "batch_size=2",
             f"paths.output_root={tmp_path}",
             "run_name=sd3",
-        ]
+        ],
+        monkeypatch,
     )
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert rc == 0
     out = tmp_path / "sample" / "sd3"
     with open(out / "per_sample.csv") as f:
         rows = list(csv.DictReader(f))
@@ -82,21 +68,23 @@ def test_sample_hd_writes_images_and_latent_log_p(folder, tmp_path):
     assert (out / "grid.png").stat().st_size > 0 and (out / "DONE").exists()
 
 
-def test_a_missing_component_is_one_line_before_compute(folder, tmp_path):
+def test_a_missing_component_is_one_line_before_compute(folder, tmp_path, monkeypatch, capfd):
     emb = save_sd3_embeds(tmp_path / "emb.safetensors")
     broken = tmp_path / "no_vae"
     shutil.copytree(folder, broken)
     shutil.rmtree(broken / "vae")
-    r = _sample(
+    rc = _sample(
         [
             "model=sd3",
             f"model.path={broken}",
             f"model.prompt_embeds={emb}",
             "debug=smoke",
             f"paths.output_root={tmp_path}",
-        ]
+        ],
+        monkeypatch,
     )
-    assert r.returncode == 2, r.stderr[-2000:]
-    err = [line for line in r.stderr.splitlines() if "no vae/ folder" in line]
+    stderr = capfd.readouterr().err
+    assert rc == 2, stderr[-2000:]
+    err = [line for line in stderr.splitlines() if "no vae/ folder" in line]
     assert len(err) == 1 and str(broken) in err[0]
     assert not (tmp_path / "sample").exists() or not any(Path(tmp_path / "sample").rglob("*.pt"))

@@ -6,6 +6,7 @@ import csv
 import io
 import logging
 import os
+import sys
 from pathlib import Path
 
 import lightning as L
@@ -60,14 +61,14 @@ def build_loggers(cfg: DictConfig, out: Path) -> list:
 
 
 def finish_wandb() -> None:
-    """Finish the wandb run if one is open (also after an error)."""
-    try:
-        import wandb
+    """Finish the wandb run if one is open (also after an error).
 
-        if wandb.run is not None:
-            wandb.finish()
-    except ImportError:  # pragma: no cover
-        pass
+    A run can be open only once wandb is imported (by a wandb logger or `log_figure_to_wandb`):
+    a run without one does not import it (~3.7 s of CPU at the end of every CSV-only run).
+    """
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
 
 
 def log_figure_to_wandb(name: str, table, metrics: dict, image: Path) -> None:

@@ -104,7 +104,9 @@ def test_hd_ode_is_exact_on_gaussian_data():
     for lam_t in (-3.0, 0.0, 2.0):
         x_t = g.sample_noised(5, lam_t, gen(3))
         lam_s = 8.0
-        y = c.hd_ode(g, sch, x_t, 4000, lambda_start=lam_t, lambda_end=lam_s, method="heun").x
+        # Heun is second order: max error 1.6e-6 at 1000 steps (measured; 16x less at 4000),
+        # 60x inside the 1e-4 tolerance
+        y = c.hd_ode(g, sch, x_t, 1000, lambda_start=lam_t, lambda_end=lam_s, method="heun").x
         a_t, a_s = float(sch.alpha(lam_t)), float(sch.alpha(lam_s))
         C_t, C_s = a_t**2 * s0**2 + float(sch.g2(lam_t)), a_s**2 * s0**2 + float(sch.g2(lam_s))
         mode = (a_t / a_s) * C_s / C_t * x_t  # E[x_s | x_t] = Cov(x_s, x_t) C_t⁻¹ x_t

@@ -91,7 +91,7 @@ def _gaussian_3072():
     return c.GaussianMixture([1.0], torch.zeros(1, D, dtype=torch.float64), var[None], sch), sch
 
 
-def _em_bias_3072(steps, n=32, seed=0):
+def _em_bias_3072(steps, n=16, seed=0):
     g, sch = _gaussian_3072()
     xT = g.sample_noised(n, sch.lambda_min, gen(seed))
     res = c.sample_sde(
@@ -108,7 +108,11 @@ def _em_bias_3072(steps, n=32, seed=0):
 
 def test_em_bias_shrinks_4x_per_4x_steps_in_3072d():
     """Digest §3.1: in D = 3072 the Euler–Maruyama bias is large (+566 / +138 nats at 256 / 1024
-    steps) and scales as 1/steps."""
+    steps) and scales as 1/steps.
+
+    16 samples: per-sample sd ≈ 49 / 23 nats (measured), so the ratio is 4.0 ± 0.19, more than
+    5 standard errors inside (3, 5).
+    """
     b256, b1024 = _em_bias_3072(256), _em_bias_3072(1024)
     assert b256 > 100 and b1024 > 0
     assert 3.0 < b256 / b1024 < 5.0, (b256, b1024)
@@ -116,7 +120,7 @@ def test_em_bias_shrinks_4x_per_4x_steps_in_3072d():
 
 @pytest.mark.slow
 def test_em_bias_at_4096_steps_3072d():
-    b1024, b4096 = _em_bias_3072(1024, seed=1), _em_bias_3072(4096, seed=1)
+    b1024, b4096 = _em_bias_3072(1024, n=32, seed=1), _em_bias_3072(4096, n=32, seed=1)
     assert 3.0 < b1024 / b4096 < 5.0, (b1024, b4096)
     assert b4096 < 60  # digest: +34 nats (0.016 bits/dim)
     assert b4096 / (3072 * math.log(2)) < 0.03

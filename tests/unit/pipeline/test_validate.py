@@ -28,7 +28,10 @@ def test_threshold_range_is_the_papers_t_in_0_T(thr, ok, tmp_path):
 
 
 def test_a_sample_run_at_t_equal_T(tmp_path):
+    # threshold = λ_min: the whole run is the HD-ODE from the prior; 20 steps (not the default
+    # 1000) are enough to show it runs and records
     over = ["debug=smoke", "sampler=hd", "sampler.lambda_threshold=-10", "logger=csv"]
+    over += ["sampler.steps=20"]
     summary = tasks.sample.run(compose_cfg("sample", over, tmp_path / "run"))
     assert (tmp_path / "run" / "DONE").exists() and summary["sampler"]["lambda_threshold"] == -10
     assert summary["n"] > 0 and "logp_exact_mean" in summary

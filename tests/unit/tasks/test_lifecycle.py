@@ -8,7 +8,8 @@ def test_a_rerun_removes_the_temporary_file_of_a_killed_run(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     (out / ".samples.pt.tmp999").write_bytes(b"partial")
-    tasks.sample.run(compose_cfg("sample", ["debug=smoke", "logger=csv"], out))
+    over = ["debug=smoke", "logger=csv", "sampler.steps=10"]  # any length of run cleans up
+    tasks.sample.run(compose_cfg("sample", over, out))
     assert (out / "DONE").exists() and not list(out.glob(".*.tmp*"))
 
 
@@ -58,27 +59,40 @@ def test_an_unfinished_train_resumes_only_for_a_longer_training(tmp_path):
         tasks.train.run(compose_cfg("train", over + ["trainer.max_steps=6"], out))
 
 
+def _hold_lock(path, conn) -> None:
+    """A second process: take the run lock, say so, and stay alive until killed."""
+    import time
+
+    from cartoonist.pipeline.rundir import RunLock
+
+    RunLock(path).acquire()
+    conn.send("held")
+    time.sleep(600)
+
+
 def test_run_lock_refuses_a_second_holder_and_takes_over_a_dead_ones(tmp_path, capsys):
-    """flock semantics across real processes: a live holder refuses, a killed one is taken over."""
-    import subprocess
-    import sys
+    """flock semantics across real processes: a live holder refuses, a killed one is taken over.
+
+    The holder is a forked child (its own PID and open file, so its own flock) rather than a
+    fresh interpreter, which would spend ~7 s importing cartoonist for one `acquire()`.
+    """
+    import multiprocessing
 
     import pytest
 
     from cartoonist.pipeline.rundir import RunDirError, RunLock
 
-    hold = (
-        "import sys, time; from cartoonist.pipeline.rundir import RunLock; "
-        "RunLock(sys.argv[1]).acquire(); print('held', flush=True); time.sleep(600)"
-    )
-    p = subprocess.Popen([sys.executable, "-c", hold, str(tmp_path)], stdout=subprocess.PIPE)
+    ctx = multiprocessing.get_context("fork")
+    ours, theirs = ctx.Pipe()
+    p = ctx.Process(target=_hold_lock, args=(tmp_path, theirs), daemon=True)
+    p.start()
     try:
-        assert p.stdout.readline().strip() == b"held"
+        assert ours.poll(60) and ours.recv() == "held"
         with pytest.raises(RunDirError, match=f"PID {p.pid} holds"):
             RunLock(tmp_path).acquire()
     finally:
         p.kill()
-        p.wait()
+        p.join()
     lock = RunLock(tmp_path).acquire()  # the kernel dropped the dead process's flock
     assert f"stale lock {tmp_path / '.lock'} (PID {p.pid} has exited)" in capsys.readouterr().err
     assert (tmp_path / ".lock").read_text().strip() == str(__import__("os").getpid())
