@@ -54,6 +54,7 @@ transformer (`cartoonist.models.flow_adapters`).
 
 from __future__ import annotations
 
+import abc
 from typing import Callable, Sequence
 
 import torch
@@ -135,7 +136,7 @@ class _CondUNet(nn.Module):
         return _output_tensor(out)[:, : z.shape[1]].to(z.dtype)
 
 
-class GuidedBound:
+class GuidedBound(abc.ABC):
     """The score of one batch's samples: (z [B, *event_shape], λ) -> s [B, *event_shape].
 
     Guidance mixes the network outputs of the conditional branch (`_cond`, the samples'
@@ -148,11 +149,13 @@ class GuidedBound:
         self.module, self.emb, self.guidance = module, emb, float(guidance)
         self._score = convert(self._output, module.schedule)
 
+    @abc.abstractmethod
     def _cond(self, z: Tensor, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The conditional branch's network output [B, ...] at network time t."""
 
+    @abc.abstractmethod
     def _uncond(self, z: Tensor, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The unconditional branch's network output [B, ...] at network time t."""
 
     def _output(self, z: Tensor, lam: Tensor) -> Tensor:
         if z.shape[0] != self.emb.shape[0]:
@@ -177,7 +180,7 @@ class GuidedBound:
         return self._score(z, _lam(lam, z))
 
 
-class ConditionalLatentScore(ScoreModule):
+class ConditionalLatentScore(ScoreModule, abc.ABC):
     """Base of the text-conditional latent scores: conditions per sample, guidance, the VAE.
 
     A subclass calls `_set_conditions` in its `__init__` and gives `network_time(λ)` and
@@ -203,12 +206,13 @@ class ConditionalLatentScore(ScoreModule):
         f = codec.downsampling
         self.image_shape = (3, self.event_shape[1] * f, self.event_shape[2] * f)
 
+    @abc.abstractmethod
     def network_time(self, lam: Tensor) -> Tensor:
         """The network's time input for log-SNR λ [B] (float64)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _bind(self, sample_ids: Sequence[int], guidance: float) -> GuidedBound:
-        raise NotImplementedError
+        """The GuidedBound of these samples' conditions at guidance w."""
 
     def _rows(self, sample_ids: Sequence[int]) -> Tensor:
         ids = torch.as_tensor(list(sample_ids), dtype=torch.long)
