@@ -162,7 +162,8 @@ def ode_log_prob_along(
         velocity: η or callable (x, lam [B], s) -> w; see `log_density_drift` (1 = PF-ODE,
             2 = HD-ODE).
         logp_init: [B] log p_{grid[0]}(x) in nats (default: the prior, if grid[0] = λ_min).
-        method: "euler", "heun" or a torchdiffeq method (adaptive ones fix the probes).
+        method: "euler", "heun", "adaptive" (`sigma_solver`) or a torchdiffeq method (adaptive
+            ones fix the probes).
         divergence, probes, backend: Laplacian estimator ("hutchinson", "exact" or "analytic";
             see `score_and_laplacian`).
         noise: Keys, torch.Generator or None: the probes (stream "probe").

@@ -67,7 +67,7 @@ def hd_ode(
         grid: explicit increasing λ grid (overrides steps, lambda_start and lambda_end).
         lambda_start: starting log-SNR (required without `grid`).
         lambda_end: final log-SNR (default λ_max).
-        method: "euler" (the authors' choice), "heun" or a torchdiffeq method.
+        method: "euler" (the authors' choice), "heun", "adaptive" or a torchdiffeq method.
         track_logp: carry log p_λ along with the Lemma (one JVP per evaluation); needs logp_init
             unless the grid starts at λ_min.
         logp_init: [B] log p_{λ_start}(x).
