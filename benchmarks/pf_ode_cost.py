@@ -4,9 +4,10 @@ The standard approach (k-diffusion's `sampling.log_likelihood`, score_sde's like
 integrates the PF-ODE in σ with adaptive dopri5 and one reverse-mode (VJP) Rademacher probe held
 fixed over the solve. cartoonist integrates in log-SNR λ on a fixed grid (RK4 or Heun) with a
 VJP (or JVP) probe, on a uniform λ grid or on EDM's ρ = 7 grid (`rho_grid`: uniform in σ^{1/7},
-the schedule-shaped grid), or with method="adaptive" (`cartoonist.diffusion.sigma_solver`: its own
-Dormand–Prince 5(4) in σ̄ = e^{−λ/2} with a Gaussian control variate for the log-density and the
-log p error held in absolute nats; tolerances swept); the table reports the fastest of these at
+the schedule-shaped grid), or with method="adaptive" (`cartoonist.diffusion.adams`: its own
+exponential Adams PECE in λ, one plain evaluation and one VJP a step, with a Gaussian control
+variate for the log-density and the log p error held in absolute nats; tolerances swept); the
+table reports the fastest of these at
 each error. Times are process CPU time (one thread), the median of repeated runs timed in
 interleaved rounds (every contender and setting once a round, odd rounds reversed).
 
@@ -173,7 +174,7 @@ def _median(values: list[float]) -> float:
     return sorted(values)[len(values) // 2]
 
 
-ADAPTIVE = "adaptive (sigma, CV)"
+ADAPTIVE = "adaptive (Adams, CV)"
 
 
 def run_case(kd, case, quick: bool, seed: int = 0, ref_tol: float = 1e-9) -> dict:

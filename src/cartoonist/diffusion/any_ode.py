@@ -17,6 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from cartoonist.diffusion.adams import integrate_adams
 from cartoonist.diffusion.contract import (
     ODEOptions,
     check_inputs,
@@ -24,12 +25,11 @@ from cartoonist.diffusion.contract import (
     resolve_grid,
 )
 from cartoonist.diffusion.divergence import score_and_laplacian
-from cartoonist.diffusion.integrators import SIGMA_METHOD, integrate_ode
+from cartoonist.diffusion.integrators import ADAPTIVE_METHOD, integrate_ode
 from cartoonist.diffusion.results import SampleResult
 from cartoonist.diffusion.rng import as_noise
 from cartoonist.diffusion.schedules import Schedule
 from cartoonist.diffusion.score import CountedScore, as_counted, lam_batch
-from cartoonist.diffusion.sigma_solver import integrate_sigma
 
 __all__ = ["log_density_drift", "ode_log_prob_along", "run_ode"]
 
@@ -49,6 +49,7 @@ def log_density_drift(
     probes: int = 1,
     noise=None,
     backend: str = "forward",
+    with_score: bool = False,
 ):
     """Drift (dx/dλ, d log p/dλ) of an ODE with the Lemma's log-density tracking.
 
@@ -59,9 +60,11 @@ def log_density_drift(
             (x, lam [B], s) -> w [B, ...].
         track: also return d log p/dλ (costs one Jacobian-vector product per call).
         divergence, probes, noise, backend: see `score_and_laplacian` (Rademacher probes).
+        with_score: also return the score s [B, ...] at x (the adaptive solver's error control).
 
     Returns:
-        drift(x, lam) -> (w [B, ...], d log p/dλ [B] float64 or None).
+        drift(x, lam) -> (w [B, ...], d log p/dλ [B] float64 or None), with s appended when
+        `with_score`.
     """
 
     def drift(x: Tensor, lam: Tensor):
@@ -76,7 +79,7 @@ def log_density_drift(
         else:
             w = f * x + (0.5 * float(velocity)) * g2 * s
         if not track:
-            return w, None
+            return (w, None, s) if with_score else (w, None)
         B, D = x.shape[0], x[0].numel()
         dlogp = -D * f.reshape(B) - 0.5 * g2.reshape(B) * lap  # −div v: the PF-ODE part
         if callable(velocity):
@@ -84,7 +87,7 @@ def log_density_drift(
         elif velocity != 1.0:
             sq = (s * s).reshape(B, -1).sum(1)
             dlogp = dlogp + 0.5 * (float(velocity) - 1.0) * g2.reshape(B) * sq
-        return w, dlogp.to(torch.float64)
+        return (w, dlogp.to(torch.float64), s) if with_score else (w, dlogp.to(torch.float64))
 
     return drift
 
@@ -114,15 +117,18 @@ def run_ode(
     sc = as_counted(score, opts.noise)
     method, divergence, probes = opts.method, opts.divergence, opts.probes
     probe_noise = _probe_source(opts.noise, x, method, probes, divergence)
+    adaptive = method == ADAPTIVE_METHOD
     drift = log_density_drift(
-        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend
+        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend, adaptive
     )
     acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) if track_logp else None
     common = dict(acc=acc0, rtol=opts.rtol, atol=opts.atol, score=sc, record=record)
-    if method == SIGMA_METHOD:
-        plain = log_density_drift(sc, schedule, velocity, False, divergence, probes)
+    if adaptive:
+        plain = log_density_drift(
+            sc, schedule, velocity, False, divergence, probes, with_score=True
+        )
         ends = float(grid[0]), float(grid[-1])
-        x, delta, traj = integrate_sigma(drift, plain, schedule, x, *ends, **common)
+        x, delta, traj = integrate_adams(drift, plain, schedule, x, *ends, **common)
     else:
         x, delta, traj = integrate_ode(drift, x, grid, method=method, **common)
     lp = None
@@ -162,7 +168,7 @@ def ode_log_prob_along(
         velocity: η or callable (x, lam [B], s) -> w; see `log_density_drift` (1 = PF-ODE,
             2 = HD-ODE).
         logp_init: [B] log p_{grid[0]}(x) in nats (default: the prior, if grid[0] = λ_min).
-        method: "euler", "heun", "adaptive" (`sigma_solver`) or a torchdiffeq method (adaptive
+        method: "euler", "heun", "adaptive" (`adams`) or a torchdiffeq method (adaptive
             ones fix the probes).
         divergence, probes, backend: Laplacian estimator ("hutchinson", "exact" or "analytic";
             see `score_and_laplacian`).

@@ -17,7 +17,7 @@ Every sampler and estimator is called as
     track_logp  carry log p_λ(x_λ) along (samplers); logp_init [B] is its value at the start
                 (default: the schedule's prior N(0, σ_{λ_min}² I) when the grid starts at λ_min).
     record      keep the state (and log-density) at every grid point (`Trajectory`).
-    method      "euler", "heun", "adaptive" (`sigma_solver`) or a torchdiffeq method ("rk4", ...).
+    method      "euler", "heun", "adaptive" (`adams`) or a torchdiffeq method ("rk4", ...).
     divergence  Laplacian / divergence estimator: "hutchinson", "exact" or "analytic".
     probes      Hutchinson probes per evaluation; backend: "forward" (JVP) or "reverse" (VJP).
 

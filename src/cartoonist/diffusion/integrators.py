@@ -27,7 +27,7 @@ __all__ = [
     "FIXED_METHODS",
     "GENERIC_METHODS",
     "ODE_METHODS",
-    "SIGMA_METHOD",
+    "ADAPTIVE_METHOD",
     "check_state",
     "show_progress",
     "step_range",
@@ -59,9 +59,9 @@ def step_range(n: int):
 Drift = Callable[[Tensor, Tensor], "tuple[Tensor, Tensor | None]"]
 FIXED_METHODS = ("euler", "heun")
 _ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-# Our σ̄-time Dormand–Prince with the Gaussian control variate (`sigma_solver`); it needs the
+# Our exponential Adams method in λ with the Gaussian control variate (`adams`); it needs the
 # schedule, so `run_ode` runs it (the ODE family: PF-ODE likelihood and sampling, HD-ODE).
-SIGMA_METHOD = "adaptive"
+ADAPTIVE_METHOD = "adaptive"
 # Every method name accepted: ours, then torchdiffeq's fixed-grid and adaptive solvers.
 GENERIC_METHODS = (
     FIXED_METHODS
@@ -74,7 +74,7 @@ GENERIC_METHODS = (
     )
     + _ADAPTIVE
 )
-ODE_METHODS = GENERIC_METHODS + (SIGMA_METHOD,)
+ODE_METHODS = GENERIC_METHODS + (ADAPTIVE_METHOD,)
 
 
 def check_grid(grid, schedule=None, increasing: bool | None = None, name: str = "grid") -> Tensor:
@@ -141,7 +141,7 @@ def integrate_ode(
         got = tuple(acc.shape) if isinstance(acc, Tensor) else type(acc).__name__
         raise ValueError(f"acc must be a [{x.shape[0]}] tensor (one value per sample), got {got}")
     if method not in GENERIC_METHODS:
-        if method == SIGMA_METHOD:
+        if method == ADAPTIVE_METHOD:
             raise ValueError(
                 "method='adaptive' needs the schedule: it runs through the ODE family "
                 "(ode_log_prob, sample_ode, hd_ode), not integrate_ode"

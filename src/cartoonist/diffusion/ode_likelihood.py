@@ -55,7 +55,7 @@ def ode_log_prob(
         steps: grid steps for fixed methods ("euler", "heun"); for adaptive methods ("dopri5")
             only the tolerances matter.
         grid: explicit decreasing λ grid (overrides steps).
-        method: "heun" (default), "euler", "adaptive" (`sigma_solver`: the fastest at a given
+        method: "heun" (default), "euler", "adaptive" (`adams`: the fastest at a given
             error on the Q4 oracle) or a torchdiffeq method such as "dopri5".
         divergence: "hutchinson", "exact" (D JVPs per evaluation; small D) or "analytic" (an
             oracle's closed-form Laplacian).
