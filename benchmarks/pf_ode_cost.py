@@ -18,7 +18,9 @@ mean |error| is swept for both (tolerances for k-diffusion, steps for cartoonist
 at k-diffusion's error is interpolated (log–log) on our curve.
 Goal: speedup_at_equal_error = time(k-diffusion) / time(cartoonist) ≥ 2 at the tightest
 tolerance measured (1e-5 on the oracle; 1e-4, k-diffusion's default, on the U-Net, whose float32
-reference is good to ~1e-4 nats); every tolerance's speedup is saved.
+reference is good to ~4e-3 nats); every tolerance's speedup is saved. --quick runs the oracle on
+16 samples and, when a trained digits checkpoint exists, the U-Net on k-diffusion's two tightest
+tolerances against RK4 and the adaptive solver at 1e-1 (its full sweep takes ~10 minutes).
 
 k-diffusion 0.1.1.post1 runs as published: its `sampling` module is imported from the installed
 package with a stub for `torchvision` (imported by `k_diffusion.utils` for image conversions that
@@ -222,17 +224,23 @@ def run_case(kd, case, quick: bool, seed: int = 0, ref_tol: float = 1e-9) -> dic
     kd_ref, _ = theirs(10 * ref_tol)
     cross = float((kd_ref - ref).abs().max())
     kd_tols = case.get("kd_tols", [1e-2, 1e-3, 1e-4, 1e-5])
+    steps = [8, 16, 32, 48] if quick else [8, 16, 32, 64]
     methods = {
-        "rk4/vjp": ("rk4", "reverse", "uniform", [8, 16, 32, 48] if quick else [8, 16, 32, 64]),
-        "rk4/vjp rho7": ("rk4", "reverse", "rho", [8, 16, 32, 48] if quick else [8, 16, 32, 64]),
+        "rk4/vjp": ("rk4", "reverse", "uniform", steps),
+        "rk4/vjp rho7": ("rk4", "reverse", "rho", steps),
         "heun/vjp": ("heun", "reverse", "uniform", [16, 32, 64] if quick else [16, 32, 64, 128]),
     }
     if not quick:
         methods["heun/jvp"] = ("heun", "forward", "uniform", [16, 64])
-    repeat = 3 if quick else 5
+    repeat = 5
     our_tols = [1e-1, 3e-2, 1e-2, 3e-3, 1e-3, 3e-4, 1e-4] + ([] if quick else [3e-5, 1e-5])
-    if case["exact"] is None:  # the float32 U-Net: its reference is good to ~1e-2 nats
-        our_tols = our_tols[:5]
+    if case["exact"] is None:
+        # The float32 U-Net: its reference is good to ~4e-3 nats, and the adaptive solver is
+        # not its fastest (it takes ~0.06-λ steps throughout: the network is rough in λ).
+        our_tols = our_tols[:3]
+        if quick:  # bench-quick: the settings that bracket k-diffusion's two tightest errors
+            kd_tols, our_tols, repeat = kd_tols[-2:], our_tols[:1], 3
+            methods = {"rk4/vjp": ("rk4", "reverse", "uniform", [16, 32, 64])}
     # Every contender and setting is one job; the jobs are timed in interleaved rounds (odd rounds
     # reversed), so load that drifts over the run falls on all of them alike.
     jobs = {("k-diffusion", tol): (lambda tol=tol: theirs(tol)) for tol in kd_tols}
@@ -313,9 +321,7 @@ def main():
     CLOCK[0], clock_name = cpu_clock(args.device)
     print(f"[bench] clock: {clock_name}, device {args.device}")
     cases = [oracle_setup(args.quick, args.device)]
-    if args.quick:
-        print("[bench] --quick: the exact oracle only (the trained U-Net runs in the full bench)")
-    elif (d := digits_setup(args.quick, args.device)) is not None:
+    if (d := digits_setup(args.quick, args.device)) is not None:
         cases.append(d)
     else:
         print("[bench] no trained digits checkpoint under outputs/train: oracle only")
