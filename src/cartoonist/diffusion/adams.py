@@ -84,14 +84,6 @@ def gaussian_reference(schedule, dim: int, var: float = DEFAULT_REFERENCE_VAR):
     return r, big_r
 
 
-def _basis(nodes: np.ndarray, tau: np.ndarray) -> np.ndarray:
-    """The Lagrange basis ℓ_j of `nodes` [n] at the points `tau` [m]: [m, n]."""
-    diff = tau[:, None] - nodes[None, :]  # never 0: the points are inside (a, b), the nodes not
-    gap = nodes[:, None] - nodes[None, :]
-    np.fill_diagonal(gap, 1.0)
-    return np.prod(diff, axis=1)[:, None] / diff / np.prod(gap, axis=1)[None, :]
-
-
 def step_weights(nodes, a: float, b: float):
     """The weights of one step from a to b over past `nodes` (the newest is a), as lists.
 
@@ -99,16 +91,25 @@ def step_weights(nodes, a: float, b: float):
     `nodes` (predictor) and over nodes + [b] (corrector), and with K = 1 over nodes + [b] and over
     nodes[1:] + [b] (the log p quadrature and the one-order-lower one for its error estimate).
     Eight Gauss–Legendre points: exact for K = 1, accurate to rounding for the exponential at
-    |b − a| ≲ 3 (steps in λ are far shorter where the kernel varies).
+    |b − a| ≲ 3 (steps in λ are far shorter where the kernel varies). The points lie inside
+    (a, b) and the nodes do not, so no difference below is 0.
     """
-    old = np.asarray(nodes, dtype=np.float64)
-    full = np.append(old, b)
+    full = np.array([*nodes, b], dtype=np.float64)
     tau = 0.5 * (a + b) + 0.5 * (b - a) * _GX
     plain = _GW * (0.5 * (b - a))
-    expo = plain * 0.5 * np.exp(-0.5 * (b - tau))
-    bf = _basis(full, tau)
-    out = [expo @ _basis(old, tau), expo @ bf, plain @ bf]
-    out.append(plain @ _basis(full[1:], tau) if old.size > 1 else out[-1])
+    kern = np.stack([plain * 0.5 * np.exp(-0.5 * (b - tau)), plain])  # [2, 8]: expo, plain
+    diff = tau[:, None] - full[None, :]  # [8, n + 1]
+    gap = full[:, None] - full[None, :]
+    np.fill_diagonal(gap, 1.0)
+    basis = np.prod(diff, axis=1)[:, None] / diff / np.prod(gap, axis=1)[None, :]
+    # Dropping node k from the set: ℓ_j ← ℓ_j (x_j − x_k)/(τ − x_k) for the others.
+    pred = basis[:, :-1] * ((full[:-1] - b) / diff[:, -1:])
+    correct, quad = kern @ basis
+    out = [kern[0] @ pred, correct, quad]
+    if full.size > 2:
+        out.append(kern[1] @ (basis[:, 1:] * ((full[1:] - full[0]) / diff[:, :1])))
+    else:
+        out.append(quad)
     return [w.tolist() for w in out]
 
 
