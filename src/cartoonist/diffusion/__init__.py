@@ -4,7 +4,7 @@ Every sampler and estimator works in log-SNR time λ (see `schedules`) and follo
 documented in `cartoonist.diffusion.contract`:
 
     fn(score, schedule, x, steps=..., *, grid=None, noise=None, track_logp=..., logp_init=None,
-       record=False, method=..., divergence="hutchinson", probes=1, backend="forward", ...)
+       record=False, method=..., divergence="hutchinson", probes=1, backend="auto", ...)
 
 with `score(x [B, ...], lam [B]) -> ∇log p_λ(x) [B, ...]`, `noise` a `Keys(seed, sample_ids)`, a
 torch.Generator or None (= Keys(0)), and log-densities per sample in nats (float64).

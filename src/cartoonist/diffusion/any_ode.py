@@ -48,7 +48,7 @@ def log_density_drift(
     divergence: str = "hutchinson",
     probes: int = 1,
     noise=None,
-    backend: str = "forward",
+    backend: str = "auto",
     with_score: bool = False,
 ):
     """Drift (dx/dλ, d log p/dλ) of an ODE with the Lemma's log-density tracking.
@@ -151,7 +151,7 @@ def ode_log_prob_along(
     method: str = "euler",
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     noise=None,
     rtol: float = 1e-5,
     atol: float = 1e-5,

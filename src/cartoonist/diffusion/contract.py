@@ -19,7 +19,8 @@ Every sampler and estimator is called as
     record      keep the state (and log-density) at every grid point (`Trajectory`).
     method      "euler", "heun", "adaptive" (`adams`) or a torchdiffeq method ("rk4", ...).
     divergence  Laplacian / divergence estimator: "hutchinson", "exact" or "analytic".
-    probes      Hutchinson probes per evaluation; backend: "forward" (JVP) or "reverse" (VJP).
+    probes      Hutchinson probes per evaluation; backend: "auto" (VJP on the CPU, JVP
+                elsewhere), "forward" (JVP) or "reverse" (VJP).
 
 All other arguments are keyword-only. Log-densities are per sample, in nats, float64. Samplers
 return `SampleResult`, estimators `LikelihoodResult`. Every argument is checked before the score
@@ -54,7 +55,7 @@ __all__ = [
 ]
 
 DIVERGENCES = ("hutchinson", "exact", "analytic")
-BACKENDS = ("forward", "reverse")
+BACKENDS = ("auto", "forward", "reverse")
 
 
 def check_choice(value, choices, name: str, what: str | None = None) -> None:

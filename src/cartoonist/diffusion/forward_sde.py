@@ -34,7 +34,7 @@ def forward_sde_log_prob(
     grid=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     noise=None,
     prior_log_prob=None,
 ) -> LikelihoodResult:

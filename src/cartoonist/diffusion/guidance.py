@@ -87,7 +87,7 @@ def guided_sample_ode(
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     noise=None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -142,7 +142,7 @@ def guided_hd_sample(
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     record: bool = False,
 ) -> SampleResult:
     """Algorithm 1 on the guided field, with log p(x | c) of the conditional model (Lemma).

@@ -53,7 +53,7 @@ def hd_ode(
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     noise=None,
     record: bool = False,
 ) -> SampleResult:
@@ -168,7 +168,7 @@ def hd_sample(
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     record: bool = False,
 ) -> SampleResult:
     """Algorithm 1: first stage to λ_thr, then the HD-ODE to λ_max.

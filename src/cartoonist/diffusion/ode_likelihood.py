@@ -40,7 +40,7 @@ def ode_log_prob(
     method: str = "heun",
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     noise=None,
     rtol: float = 1e-5,
     atol: float = 1e-5,
@@ -61,7 +61,7 @@ def ode_log_prob(
             oracle's closed-form Laplacian).
         probes: Hutchinson probes per evaluation (fresh per step on fixed grids, fixed for
             adaptive methods).
-        backend: "forward" (JVP) or "reverse" (VJP) for the trace.
+        backend: "auto" (VJP on the CPU, JVP elsewhere), "forward" (JVP) or "reverse" (VJP).
         noise: Keys, torch.Generator or None: the probes (stream "probe").
         rtol, atol: adaptive tolerances.
         prior_log_prob: callable x [B, ...] -> [B] log-density at λ_min (default: the schedule's
@@ -98,7 +98,7 @@ def sample_ode(
     logp_init=None,
     divergence: str = "hutchinson",
     probes: int = 1,
-    backend: str = "forward",
+    backend: str = "auto",
     noise=None,
     rtol: float = 1e-5,
     atol: float = 1e-5,

@@ -92,7 +92,9 @@ LogpScheme = _choices(
 Divergence = _choices(
     "Divergence", "Laplacian / divergence estimator.", "hutchinson", "exact", "analytic"
 )
-Backend = _choices("Backend", "Jacobian-vector products: JVP or VJP.", "forward", "reverse")
+Backend = _choices(
+    "Backend", "Jacobian-vector products: by device, JVP or VJP.", "auto", "forward", "reverse"
+)
 ElboEstimator = _choices(
     "ElboEstimator", "The ELBO's integrand (Theorem 4).", "denoising", "divergence"
 )
@@ -227,7 +229,7 @@ class PFODELikelihood(_Partial):
     method: str = choice("heun", ODE_METHODS)
     divergence: Divergence = Divergence.hutchinson
     probes: int = positive(1)
-    backend: Backend = Backend.forward
+    backend: Backend = Backend.auto
     rtol: float = between(1.0e-5, 0.0, None, lo_open=True)
     atol: float = between(1.0e-5, 0.0, None, lo_open=True)
 

@@ -199,8 +199,9 @@ def _jvp_users(cfg: DictConfig) -> list[str]:
     from cartoonist.pipeline.targets import resolve
 
     lik = resolve(cfg, "likelihood")
-    if lik is ode_log_prob and OmegaConf.select(cfg, "likelihood.backend") == "forward":
-        users.append("likelihood=pf_ode with likelihood.backend=forward")
+    backend = OmegaConf.select(cfg, "likelihood.backend")
+    if lik is ode_log_prob and backend in ("forward", "auto"):  # auto: forward on GPUs
+        users.append(f"likelihood=pf_ode with likelihood.backend={backend}")
     return users
 
 

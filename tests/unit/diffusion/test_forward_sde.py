@@ -51,7 +51,10 @@ def test_flipped_laplacian_sign_is_caught(gmm2d, vp8):
 def test_autograd_trace_equals_closed_form_laplacian(gmm2d, vp8):
     x0 = gmm2d.sample_noised(50, vp8.lambda_max, gen(3))
     kw = dict(prior_log_prob=lambda z: gmm2d.log_prob(z, vp8.lambda_min), noise=c.Keys(3))
-    a = c.forward_sde_log_prob(gmm2d, vp8, x0, 50, divergence="exact", **kw)
+    a = c.forward_sde_log_prob(gmm2d, vp8, x0, 50, divergence="exact", backend="forward", **kw)
     b = c.forward_sde_log_prob(gmm2d, vp8, x0, 50, divergence="analytic", **kw)
     assert a.nfe == 50 * 2 and b.nfe == 50  # exact trace in D = 2: two JVPs per step
+    r = c.forward_sde_log_prob(gmm2d, vp8, x0, 50, divergence="exact", backend="reverse", **kw)
+    assert r.nfe == 50  # one forward on the tape, D backward passes
+    torch.testing.assert_close(r.logp, b.logp, rtol=0, atol=1e-9)
     torch.testing.assert_close(a.logp, b.logp, rtol=0, atol=1e-9)

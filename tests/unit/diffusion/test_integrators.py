@@ -174,17 +174,21 @@ def test_nfe_sample_ode():
     assert res.nfe == 10
     res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, method="euler", track_logp=True)
     assert res.nfe == 10  # one JVP per evaluation counts once
-    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, method="heun", track_logp=True, probes=3)
-    assert res.nfe == 60
+    kw = dict(method="heun", track_logp=True, probes=3)
+    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, backend="forward", **kw)
+    assert res.nfe == 60  # one JVP per probe
+    res = cartoonist.sample_ode(ORACLE3, SCH, _x(), 10, backend="reverse", **kw)
+    assert res.nfe == 20  # one forward on the tape, one backward pass per probe
 
 
 def test_nfe_exact_divergence():
-    res = cartoonist.sample_ode(ORACLE2, SCH, _x(2), 10, method="euler", divergence="exact")
+    kw = dict(method="euler", divergence="exact")
+    res = cartoonist.sample_ode(ORACLE2, SCH, _x(2), 10, backend="forward", **kw)
+    assert res.nfe == 10 * 2  # one JVP per basis vector
+    res = cartoonist.ode_log_prob(ORACLE2, SCH, ORACLE2.sample(4), 10, backend="forward", **kw)
     assert res.nfe == 10 * 2
-    res = cartoonist.ode_log_prob(
-        ORACLE2, SCH, ORACLE2.sample(4), 10, method="euler", divergence="exact"
-    )
-    assert res.nfe == 10 * 2
+    res = cartoonist.ode_log_prob(ORACLE2, SCH, ORACLE2.sample(4), 10, backend="reverse", **kw)
+    assert res.nfe == 10  # one forward on the tape, D backward passes
 
 
 def test_nfe_hd_sample():
