@@ -60,9 +60,9 @@ def resolve_backend(backend: str, x: Tensor) -> str:
     """Resolve "auto" to "reverse" on the CPU and "forward" elsewhere; pass the others through.
 
     On the CPU (torch 2.13) forward-mode AD takes slow paths for products with Python scalars and
-    for broadcasts (0.2–0.5 ms an op against ~5 µs), so a JVP cost 3.1× a VJP per evaluation on
-    the digits U-Net and 4.7× on the digits oracle (`benchmarks/pf_ode_cost.py`, heun/jvp against
-    heun/vjp). Elsewhere the JVP stays the default: it needs no stored activations.
+    for broadcasts (0.2–0.5 ms an op against ~5 µs), so a JVP cost 3.1–3.5× a VJP per evaluation
+    on the digits U-Net and 4.4–4.7× on the digits oracle (`benchmarks/pf_ode_cost.py`, heun/jvp
+    against heun/vjp, two runs). Elsewhere the JVP stays the default: it stores no activations.
     """
     if backend == "auto":
         return "reverse" if x.device.type == "cpu" else "forward"
