@@ -145,7 +145,7 @@ def integrate_adams(
     score=None,
     record: bool = False,
 ) -> tuple[Tensor, Tensor | None, Trajectory | None]:
-    """Integrate dx/dλ = w (and d log p/dλ) from λ₀ to λ₁ with the exponential Adams PECE.
+    """Integrate dx/dλ = w (and d log p/dλ) from λ₀ to λ₁ with the exponential Adams PECEC.
 
     Args:
         drift: (x [B, ...], lam 0-d float64) -> (w [B, ...], d log p/dλ [B] or None, s [B, ...]).
