@@ -119,8 +119,9 @@ def run_ode(
     probe_noise = _probe_source(opts.noise, x, method, probes, divergence)
     adaptive = method == ADAPTIVE_METHOD
     drift = log_density_drift(
-        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend, adaptive
-    )
+        sc, schedule, velocity, track_logp, divergence, probes, probe_noise, opts.backend,
+        with_score=adaptive,
+    )  # fmt: skip
     acc0 = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device) if track_logp else None
     common = dict(acc=acc0, rtol=opts.rtol, atol=opts.atol, score=sc, record=record)
     if adaptive:
