@@ -102,7 +102,7 @@ plot-%: $(STAMP) ## Re-plot a figure from outputs/figures/<name>.csv (e.g. make 
 # -- benchmarks (issue 5): ratios measured in one process; tcmalloc when installed -------------
 TCMALLOC := $(wildcard /usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4)
 BENCH_ENV := $(if $(TCMALLOC),LD_PRELOAD=$(TCMALLOC)) OMP_NUM_THREADS=1 CARTOONIST_BENCH_DIR=$(OUT)/bench
-BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost peer_sampler memory noise_cost
+BENCHES := tracking_overhead sampler_overhead accuracy_per_nfe pf_ode_cost peer_sampler memory noise_cost divergence_backend
 
 bench-deps: $(STAMP)
 	@# k-diffusion's own log_likelihood is the Q4 baseline; --no-deps keeps torchvision (and a
@@ -117,7 +117,7 @@ bench: bench-deps $(OUT)/train/fig4_digits_elbo/DONE ## Every benchmark incl. ma
 bench-quick: bench-deps ## The benchmarks at small sizes (a few minutes on 2 cores) → outputs/bench/
 	@for b in $(BENCHES); do $(BENCH_ENV) $(PY) -m benchmarks.$$b --quick || exit 1; done
 
-gpu-check: $(STAMP) bench-deps ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2/Q4/Q7/Q8 at GPU sizes (~3 min without Q4/Q8, not yet timed with them) → outputs/bench/*_cuda.json; skips without CUDA
+gpu-check: $(STAMP) bench-deps ## On a CUDA machine: CPU-vs-CUDA tests + Q1/Q2/Q4/Q7/Q8/Q9 at GPU sizes (~3 min without Q4/Q8, not yet timed with them) → outputs/bench/*_cuda.json; skips without CUDA
 	CARTOONIST_BENCH_DIR=$(OUT)/bench PY=$(PY) bash benchmarks/gpu_check.sh
 
 test: $(STAMP) ## Run the fast test suite (~10 min on 2 cores)

@@ -6,7 +6,9 @@
 #      → <bench dir>/*_cuda.json;
 #   3. Q8, keyed Philox noise vs torch.randn on the GPU at the full sizes (up to 256 x 3072), eager
 #      and with torch.compile'd words (--compile), with the torch ops per draw
-#      → <bench dir>/noise_cost_cuda.json.
+#      → <bench dir>/noise_cost_cuda.json;
+#   4. Q9, the divergence by forward against reverse mode per evaluation (what backend="auto"
+#      picks on CUDA: forward) → <bench dir>/divergence_backend_cuda.json.
 # Every step runs even if an earlier one fails; the exit status is that of the first failure.
 # Without a CUDA device it says so and exits 0 (nothing to check here; `make bench` is the CPU run).
 set -uo pipefail
@@ -26,4 +28,5 @@ step "$PY" -m benchmarks.sampler_overhead --device cuda
 step "$PY" -m benchmarks.peer_sampler --device cuda
 step "$PY" -m benchmarks.pf_ode_cost --quick --device cuda
 step "$PY" -m benchmarks.noise_cost --device cuda --compile
+step "$PY" -m benchmarks.divergence_backend --device cuda
 exit $status
